@@ -1,0 +1,79 @@
+# syncjob-operator: `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+IMG_REGISTRY ?= ghcr.io/tradingagents
+IMG_TAG ?= 0.1.0
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Setup
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create .venv with the project and its pinned test and dev dependencies.
+
+.PHONY: binaries
+binaries: venv ## Build (or find) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok.
+	$(PY) -m testbed.binaries
+
+##@ Development
+
+.PHONY: crds
+crds: venv ## Regenerate crds/ from the SyncJob model.
+	$(PY) -m syncjob.crd > crds/syncjobs.sync.tradingagents.io.yaml
+
+.PHONY: lint
+lint: venv ## ruff, mypy --strict on the packages, import-linter layers.
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy syncjob operator/syncjob_operator api/syncjob_api sync_image
+	$(VENV)/bin/lint-imports
+
+##@ Test
+
+.PHONY: test
+test: venv binaries ## Run every test: unit, and integration on a local control plane and SecantusDB.
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: venv ## Run only the unit tests (no cluster, no database).
+	$(PY) -m pytest -m 'not integration' $(PYTEST_ARGS)
+
+.PHONY: bench
+bench: venv binaries ## Run the benchmarks in bench/ (minutes; figures against floors measured in the same run).
+	$(PY) -m bench
+
+##@ Run
+
+.PHONY: demo
+demo: venv binaries ## Start a local demo: control plane, SecantusDB, operator, API, samples; Ctrl-C stops all.
+	$(PY) -m testbed.demo
+
+.PHONY: cluster
+cluster: venv binaries ## Start only the local control plane (writes .demo/env); Ctrl-C stops it.
+	$(PY) -m testbed.demo --cluster-only
+
+##@ Images and deployment
+
+.PHONY: images
+images: ## Build the operator, API and sync images (needs Docker).
+	docker build -f operator/Dockerfile -t $(IMG_REGISTRY)/syncjob-operator:$(IMG_TAG) .
+	docker build -f api/Dockerfile -t $(IMG_REGISTRY)/syncjob-api:$(IMG_TAG) .
+	docker build -f sync_image/Dockerfile -t $(IMG_REGISTRY)/syncjob-sync:$(IMG_TAG) .
+
+.PHONY: kind-e2e
+kind-e2e: images ## End-to-end on kind (needs Docker and kind): apply manifests, trigger a run, check MongoDB.
+	hack/kind-e2e.sh $(IMG_REGISTRY) $(IMG_TAG)

@@ -1,0 +1,1 @@
+"""The kopf operator: reconciles SyncJobs into CronJobs, turns request tokens into runs, keeps status honest."""

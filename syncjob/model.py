@@ -1,0 +1,239 @@
+"""The one typed model of a SyncJob, its spec and its status.
+
+The operator builds CronJobs from it, the API serves it, the tests and samples are validated by it, and
+`syncjob.crd` generates the CRD's OpenAPI schema from it, so a field is changed in exactly one place.
+Python names are snake_case; the Kubernetes names are the camelCase aliases.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic.alias_generators import to_camel
+
+from syncjob import names
+
+# Kubernetes object names: a Job is named `<syncjob>-<suffix>` and its pods add 6 more characters, within the
+# 63-character label limit; the CronJob controller itself rejects CronJob names longer than 52.
+MAX_NAME_LENGTH = 40
+
+
+def _rfc3339(value: dt.datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+Timestamp = Annotated[dt.datetime, PlainSerializer(_rfc3339, return_type=str, when_used="json")]
+
+
+class Task(StrEnum):
+    """What a run syncs, and into which collection."""
+
+    BASICS = "basics"
+    QUOTES = "quotes"
+    DAILY = "daily"
+    FINANCIAL = "financial"
+    STATUS = "status"
+
+
+class Source(StrEnum):
+    """A market-data source the sync image can fetch from."""
+
+    TUSHARE = "tushare"
+    AKSHARE = "akshare"
+    BAOSTOCK = "baostock"
+    FILE = "file"
+
+
+class ConcurrencyPolicy(StrEnum):
+    FORBID = "Forbid"
+    ALLOW = "Allow"
+    REPLACE = "Replace"
+
+
+class CamelModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    def to_k8s(self) -> dict[str, Any]:
+        """The object as the Kubernetes API spells it: camelCase, RFC 3339 times, unset fields left out."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class SyncJobSpec(CamelModel):
+    """Desired state of a market-data sync job. The operator never writes it."""
+
+    task: Task = Field(description="What to sync: basics, quotes, daily, financial or status.")
+    schedule: str = Field(
+        description="Five-field cron expression (minute hour day-of-month month day-of-week; 0 or 7 = Sunday, "
+        "1-5 = Monday to Friday), evaluated in timeZone.",
+        min_length=1,
+    )
+    time_zone: str = Field(
+        default="Asia/Shanghai", description="IANA time zone of the schedule, passed to CronJob.spec.timeZone."
+    )
+    sources: list[Source] = Field(
+        default_factory=lambda: [Source.TUSHARE, Source.AKSHARE, Source.BAOSTOCK],
+        min_length=1,
+        max_length=4,
+        description="Data sources in priority order; the first is preferred and the next ones are fallbacks.",
+    )
+    paused: bool = Field(
+        default=False,
+        description="Suspend scheduled runs (mirrored to CronJob.spec.suspend). Running runs are not touched and "
+        "manual runs still start. Leave it out of Git if the API or kubectl should be able to pause.",
+    )
+    display_name: str | None = Field(default=None, max_length=200, description="Human-readable name shown by the API.")
+    description: str | None = Field(default=None, max_length=2000, description="What the job does, shown by the API.")
+    trading_hours_only: bool = Field(
+        default=False,
+        description="Outside the A-share trading sessions a scheduled run records `skipped` and exits, unless forced.",
+    )
+    concurrency_policy: ConcurrencyPolicy = Field(
+        default=ConcurrencyPolicy.FORBID,
+        description="What to do when a run is due while the previous one still runs: Forbid skips the new run, "
+        "Allow runs both, Replace cancels the old one.",
+    )
+    starting_deadline_seconds: int | None = Field(
+        default=300, ge=10, description="A scheduled run that cannot start within this many seconds is missed."
+    )
+    active_deadline_seconds: int | None = Field(
+        default=7200, ge=1, description="A run still going after this many seconds is stopped and recorded failed."
+    )
+    backoff_limit: int = Field(
+        default=0, ge=0, le=10,
+        description="Pod retries per run; retries normally happen inside the pod, per source and batch.",
+    )
+    successful_jobs_history_limit: int = Field(
+        default=3, ge=0, le=100, description="Finished successful Jobs kept in the cluster (records stay in MongoDB)."
+    )
+    failed_jobs_history_limit: int = Field(
+        default=3, ge=0, le=100, description="Finished failed Jobs kept in the cluster (records stay in MongoDB)."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Task parameters passed to the pod as SYNC_OPTIONS, e.g. {incremental: true}, {periods: 8}, "
+        "{codes: [600000.SH]}.",
+    )
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_sources(cls, sources: list[Source]) -> list[Source]:
+        if len(set(sources)) != len(sources):
+            raise ValueError("sources must not repeat a source")
+        return sources
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(CamelModel):
+    """A Kubernetes-style condition: exactly the fields the API conventions name."""
+
+    type: str = Field(description="Condition type, e.g. Ready.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase reason, e.g. Reconciled or InvalidSpec.")
+    message: str = Field(default="", description="Human-readable detail.")
+    last_transition_time: Timestamp = Field(description="When status last changed.")
+    observed_generation: int | None = Field(default=None, description="The generation this condition describes.")
+
+
+class ExecutionStatus(StrEnum):
+    """Status of one run in scheduler_executions (a contract with the incumbent's readers)."""
+
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    MISSED = "missed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self is not ExecutionStatus.RUNNING
+
+
+class ExecutionSummary(CamelModel):
+    """The last finished run, as recorded in scheduler_executions."""
+
+    run_id: str = Field(description="Run id: the Job name and the _id of its execution record.")
+    status: ExecutionStatus = Field(description="success, failed, missed, skipped or cancelled.")
+    trigger: str | None = Field(default=None, description="schedule or manual.")
+    started_at: Timestamp | None = Field(default=None, description="When the run started.")
+    finished_at: Timestamp | None = Field(default=None, description="When the run ended.")
+    duration_ms: int | None = Field(default=None, description="Wall time of the run in milliseconds.")
+    source: str | None = Field(default=None, description="The source that delivered the data.")
+    message: str | None = Field(default=None, description="Error message or reason, if any.")
+
+
+class ActiveRun(CamelModel):
+    run_id: str = Field(description="Run id of the active run.")
+    job_name: str = Field(description="Name of its Job.")
+
+
+class SyncJobStatus(CamelModel):
+    """Observed state, written only by the operator."""
+
+    observed_generation: int | None = Field(default=None, description="The spec generation last reconciled.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, with reason and message.")
+    cron_job_name: str | None = Field(default=None, description="Name of the owned CronJob.")
+    next_schedule_time: Timestamp | None = Field(default=None, description="Next scheduled run (absent when paused).")
+    last_schedule_time: Timestamp | None = Field(default=None, description="When a run was last scheduled.")
+    last_successful_time: Timestamp | None = Field(default=None, description="When a run last succeeded.")
+    last_failure_time: Timestamp | None = Field(default=None, description="When a run last failed.")
+    last_execution: ExecutionSummary | None = Field(default=None, description="The last finished run.")
+    active: list[ActiveRun] = Field(default_factory=list, description="Runs in progress.")
+    last_handled_requested_at: str | None = Field(
+        default=None, description="The last requested-at token acted on (Flux's lastHandledReconcileAt)."
+    )
+    last_handled_force_at: str | None = Field(default=None, description="The last force-at token acted on.")
+    last_handled_cancel_at: str | None = Field(default=None, description="The last cancel-at token acted on.")
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+
+class ObjectMeta(BaseModel):
+    """The part of metadata this project reads; everything else is kept as it came."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, alias_generator=to_camel)
+
+    name: str = Field(max_length=MAX_NAME_LENGTH, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    namespace: str | None = None
+    uid: str | None = None
+    generation: int | None = None
+    resource_version: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    creation_timestamp: Timestamp | None = None
+
+
+class SyncJob(CamelModel):
+    """A SyncJob custom resource."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    api_version: str = names.API_VERSION
+    kind: str = names.KIND
+    metadata: ObjectMeta
+    spec: SyncJobSpec
+    status: SyncJobStatus = Field(default_factory=SyncJobStatus)
+
+    @classmethod
+    def from_k8s(cls, obj: dict[str, Any]) -> SyncJob:
+        """Parse an object as the Kubernetes API returns it (status may be absent or partial)."""
+        return cls.model_validate(obj)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace or "default"

@@ -1,0 +1,83 @@
+"""MongoDB contracts: collection names, unique keys, indexes and retention (DESIGN.md, kept from the incumbent).
+
+Every process that writes a collection ensures its indexes at start-up with `ensure_indexes`; creating an index
+that exists is a no-op, so the operator, the API and the sync image can all call it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.database import Database
+
+EXECUTIONS = "scheduler_executions"
+HISTORY = "scheduler_history"
+METADATA = "scheduler_metadata"
+STOCK_BASIC_INFO = "stock_basic_info"
+MARKET_QUOTES = "market_quotes"
+STOCK_DAILY_QUOTES = "stock_daily_quotes"
+STOCK_FINANCIAL_DATA = "stock_financial_data"
+DATA_SOURCE_STATUS = "data_source_status"
+
+DEFAULT_RETENTION_DAYS = 180
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    name: str
+    unique_key: tuple[str, ...] = ()
+    indexes: tuple[tuple[tuple[str, int], ...], ...] = ()
+    ttl_field: str | None = None  # expires after the configured retention
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+SCHEDULER_COLLECTIONS = (
+    CollectionSpec(
+        EXECUTIONS,
+        indexes=(
+            (("job_id", ASCENDING), ("timestamp", DESCENDING)),
+            (("status", ASCENDING), ("timestamp", DESCENDING)),
+            (("job_id", ASCENDING), ("status", ASCENDING), ("execution_time", ASCENDING)),
+            (("is_manual", ASCENDING), ("timestamp", DESCENDING)),
+        ),
+        ttl_field="timestamp",
+    ),
+    CollectionSpec(
+        HISTORY,
+        indexes=((("job_id", ASCENDING), ("timestamp", DESCENDING)), (("status", ASCENDING),)),
+        ttl_field="timestamp",
+    ),
+    CollectionSpec(METADATA, unique_key=("job_id",)),
+)
+
+DATA_COLLECTIONS = (
+    CollectionSpec(STOCK_BASIC_INFO, unique_key=("code", "source")),
+    CollectionSpec(MARKET_QUOTES, unique_key=("code",)),
+    CollectionSpec(STOCK_DAILY_QUOTES, unique_key=("symbol", "trade_date", "data_source", "period")),
+    CollectionSpec(STOCK_FINANCIAL_DATA, unique_key=("symbol", "report_period", "data_source")),
+    CollectionSpec(DATA_SOURCE_STATUS, unique_key=("source", "checked_at")),
+)
+
+
+def index_models(spec: CollectionSpec, retention_days: int = DEFAULT_RETENTION_DAYS) -> list[IndexModel]:
+    models = []
+    if spec.unique_key:
+        models.append(IndexModel([(k, ASCENDING) for k in spec.unique_key], unique=True))
+    models.extend(IndexModel(list(keys)) for keys in spec.indexes)
+    if spec.ttl_field:
+        models.append(
+            IndexModel([(spec.ttl_field, DESCENDING)], expireAfterSeconds=retention_days * 86400)
+        )
+    return models
+
+
+def ensure_indexes(
+    db: Database[Any], specs: tuple[CollectionSpec, ...], retention_days: int = DEFAULT_RETENTION_DAYS
+) -> None:
+    """Create the indexes of these collections (idempotent)."""
+    for spec in specs:
+        models = index_models(spec, retention_days)
+        if models:
+            db[spec.name].create_indexes(models)

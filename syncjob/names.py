@@ -1,0 +1,48 @@
+"""Names that cross process boundaries: the CRD's group and kind, annotation and label keys, field managers.
+
+These are contracts (see DESIGN.md): manifests, kubectl users and GitOps tools rely on them.
+"""
+
+from __future__ import annotations
+
+GROUP = "sync.tradingagents.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "SyncJob"
+PLURAL = "syncjobs"
+SINGULAR = "syncjob"
+SHORT_NAMES = ["sj"]
+CRD_NAME = f"{PLURAL}.{GROUP}"
+
+# Flux-style request tokens: one new value is one action.
+REQUESTED_AT = f"{GROUP}/requested-at"
+FORCE_AT = f"{GROUP}/force-at"
+CANCEL_AT = f"{GROUP}/cancel-at"
+# Who asked, written by the API next to a token so the audit trail names the user (kubectl users leave it unset).
+REQUESTED_BY = f"{GROUP}/requested-by"
+
+# Labels the operator puts on the CronJob, the Jobs and their pods.
+LABEL_SYNCJOB = f"{GROUP}/syncjob"
+LABEL_TASK = f"{GROUP}/task"
+LABEL_TRIGGER = f"{GROUP}/trigger"  # schedule | manual
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "syncjob-operator"
+
+# Annotations on Jobs.
+ANNOTATION_TOKEN = f"{GROUP}/token"
+ANNOTATION_FORCE = f"{GROUP}/force"
+ANNOTATION_SCHEDULED_TIME = "batch.kubernetes.io/cronjob-scheduled-timestamp"  # set by the CronJob controller
+
+# Server-side apply / patch field managers.
+FIELD_MANAGER_OPERATOR = "syncjob-operator"
+FIELD_MANAGER_API = "syncjob-api"
+
+# The Lease the operator renews so the API's health endpoint can tell it is alive.
+OPERATOR_LEASE = "syncjob-operator"
+
+# Conditions (Kubernetes API conventions: adjective types, CamelCase reasons).
+CONDITION_READY = "Ready"
+REASON_RECONCILED = "Reconciled"
+REASON_INVALID_SPEC = "InvalidSpec"
+REASON_PAUSED = "Paused"
+REASON_RECONCILE_FAILED = "ReconcileFailed"

@@ -1,0 +1,81 @@
+"""Fixtures shared by every test: the local control plane, SecantusDB, a namespace and a database per test.
+
+The cluster and the Mongo server start once per session, lazily: a run of unit tests starts neither. A test that
+uses any of them is marked `integration` automatically, so `make test-unit` deselects it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+from pymongo.database import Database
+
+from testbed.cluster import LocalCluster
+from testbed.mongo import MongoServer
+
+INTEGRATION_FIXTURES = {"cluster", "k8s", "namespace", "mongo_server", "mongo_db", "mongo_client"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[LocalCluster]:
+    c = LocalCluster()
+    try:
+        c.start()
+        yield c
+    finally:
+        if os.environ.get("KEEP_TESTBED"):
+            c.stop()
+            print(f"\nKept the test bed's files in {c.workdir}")
+        else:
+            c.cleanup()
+
+
+@pytest.fixture(scope="session")
+def k8s(cluster: LocalCluster) -> client.ApiClient:
+    """An admin API client for the local cluster."""
+    return config.new_client_from_config(config_file=str(cluster.kubeconfig))
+
+
+@pytest.fixture
+def namespace(k8s: client.ApiClient) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core = client.CoreV1Api(k8s)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture(scope="session")
+def mongo_server() -> Iterator[MongoServer]:
+    server = MongoServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def mongo_client(mongo_server: MongoServer) -> Iterator[Any]:
+    c = mongo_server.client()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def mongo_db(mongo_client: Any) -> Iterator[Database[Any]]:
+    """A fresh, empty database for one test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield mongo_client[name]
+    mongo_client.drop_database(name)
