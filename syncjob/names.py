@@ -18,6 +18,9 @@ CRD_NAME = f"{PLURAL}.{GROUP}"
 REQUESTED_AT = f"{GROUP}/requested-at"
 FORCE_AT = f"{GROUP}/force-at"
 CANCEL_AT = f"{GROUP}/cancel-at"
+# Written by the API together with a cancel-at token to cancel only some runs: "<token>=<runId>[,<runId>...]".
+# It applies only while its token equals the current cancel-at token; without it a token cancels every active run.
+CANCEL_RUNS = f"{GROUP}/cancel-runs"
 # Who asked, written by the API next to a token so the audit trail names the user (kubectl users leave it unset).
 REQUESTED_BY = f"{GROUP}/requested-by"
 

@@ -45,6 +45,10 @@ spec:
 """
 
 
+class KubectlError(RuntimeError):
+    """kubectl exited non-zero; the message carries its stderr."""
+
+
 @dataclass
 class Identity:
     user: str
@@ -197,10 +201,13 @@ class LocalCluster:
         return self
 
     def _kubectl(self, *args: str, input_: str | None = None) -> str:
-        return subprocess.run(
+        done = subprocess.run(
             [str(binaries.ensure("kubectl")), f"--kubeconfig={self.kubeconfig}", *args],
-            check=True, capture_output=True, text=True, input=input_,
-        ).stdout
+            capture_output=True, text=True, input=input_,
+        )
+        if done.returncode != 0:
+            raise KubectlError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
+        return done.stdout
 
     def kubectl(self, *args: str, input_: str | None = None) -> str:
         """Run kubectl as the admin (for tests and the demo)."""

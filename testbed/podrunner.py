@@ -19,6 +19,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -38,6 +39,13 @@ def expand(value: str, env: dict[str, str]) -> str:
             return "$"
         return env.get(m.group(1), m.group(0))
     return _VAR_REF.sub(sub, value)
+
+
+def _host_env() -> dict[str, str]:
+    """The runner's environment with its own Python's bin folder first, so console scripts such as
+    `syncjob-sync` resolve to this checkout's virtualenv the way they resolve to the image's in a real pod."""
+    bin_dir = os.path.dirname(sys.executable)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
 def _now() -> str:
@@ -179,7 +187,7 @@ class PodRunner:
             workdir = container.get("workingDir")
             cwd = workdir if workdir and os.path.isdir(workdir) else str(pod_dir)
             with (pod_dir / f"{container['name']}.log").open("ab") as out:
-                proc = subprocess.Popen(argv, env={**os.environ, **env}, cwd=cwd, stdout=out,
+                proc = subprocess.Popen(argv, env={**_host_env(), **env}, cwd=cwd, stdout=out,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         start_new_session=True)
         except Exception as exc:  # a bad pod fails like a container that could not start
@@ -229,7 +237,7 @@ class PodRunner:
             time.sleep(0.5)  # let the exit status be reported before the pod goes
         try:
             self.api.delete_namespaced_pod(meta["name"], meta["namespace"], grace_period_seconds=0,
-                                           body=client.V1DeleteOptions(preconditions={"uid": meta["uid"]}))
+                                           body=client.V1DeleteOptions(grace_period_seconds=0, preconditions={"uid": meta["uid"]}))
         except ApiException as exc:
             if exc.status not in (404, 409):
                 raise

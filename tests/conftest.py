@@ -9,16 +9,19 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client, config
 from pymongo.database import Database
 
+from syncjob import names
+from syncjob.model import SyncJob, SyncJobSpec
 from testbed.cluster import LocalCluster
 from testbed.mongo import MongoServer
 
-INTEGRATION_FIXTURES = {"cluster", "k8s", "namespace", "mongo_server", "mongo_db", "mongo_client"}
+INTEGRATION_FIXTURES = {"cluster", "k8s", "namespace", "mongo_server", "mongo_db", "mongo_client", "syncjob_crd"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -79,3 +82,25 @@ def mongo_db(mongo_client: Any) -> Iterator[Database[Any]]:
     name = f"t_{uuid.uuid4().hex[:12]}"
     yield mongo_client[name]
     mongo_client.drop_database(name)
+
+
+CRD_FILE = Path(__file__).resolve().parents[1] / "crds" / "syncjobs.sync.tradingagents.io.yaml"
+
+
+@pytest.fixture(scope="session")
+def syncjob_crd(cluster: LocalCluster) -> str:
+    """The SyncJob CRD, installed from crds/ and Established."""
+    cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{names.CRD_NAME}")
+    return names.CRD_NAME
+
+
+def make_syncjob(name: str, **spec: Any) -> dict[str, Any]:
+    """A SyncJob manifest with sensible defaults for tests (validated by the shared model)."""
+    body = {"task": "quotes", "schedule": "*/5 9-15 * * 1-5", "sources": ["file"], **spec}
+    sj = SyncJob(metadata={"name": name}, spec=body)  # type: ignore[arg-type]
+    manifest = sj.to_k8s()
+    manifest.pop("status", None)
+    manifest["metadata"] = {"name": name}
+    manifest["spec"] = SyncJobSpec.model_validate(body).model_dump(mode="json", by_alias=True, exclude_none=True)
+    return manifest

@@ -1,0 +1,30 @@
+"""The MongoDB-protocol server of the test bed behaves like MongoDB where this project relies on it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from syncjob import mongo
+
+
+def test_unique_index_rejects_a_duplicate_key(mongo_db: Database[Any]) -> None:
+    mongo.ensure_indexes(mongo_db, mongo.DATA_COLLECTIONS)
+    daily = mongo_db[mongo.STOCK_DAILY_QUOTES]
+    row = {"symbol": "600000.SH", "trade_date": "2024-05-28", "data_source": "file", "period": "daily"}
+    daily.insert_one(dict(row, close=8.46))
+    with pytest.raises(DuplicateKeyError):
+        daily.insert_one(dict(row, close=9.0))
+    assert daily.count_documents({}) == 1
+
+
+def test_scheduler_indexes_include_ttl_for_retention(mongo_db: Database[Any]) -> None:
+    mongo.ensure_indexes(mongo_db, mongo.SCHEDULER_COLLECTIONS, retention_days=7)
+    info = mongo_db[mongo.EXECUTIONS].index_information()
+    ttl = [i for i in info.values() if "expireAfterSeconds" in i]
+    assert [i["expireAfterSeconds"] for i in ttl] == [7 * 86400]
+    mongo.ensure_indexes(mongo_db, mongo.SCHEDULER_COLLECTIONS, retention_days=7)  # idempotent
+    assert mongo_db[mongo.EXECUTIONS].index_information() == info
