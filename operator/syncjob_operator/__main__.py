@@ -1,0 +1,27 @@
+"""`python -m syncjob_operator`: run the operator (kopf) with the namespaces and liveness endpoint configured."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import kopf
+
+from syncjob_operator import handlers  # noqa: F401 - registers the handlers
+from syncjob_operator.settings import get_settings
+
+
+def main() -> None:
+    settings = get_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    liveness = os.environ.get("LIVENESS_ENDPOINT", "http://0.0.0.0:8080/healthz")
+    kopf.run(
+        standalone=True,  # one replica (Deployment strategy Recreate): no peering objects needed
+        clusterwide=not settings.watch_namespaces,
+        namespaces=settings.watch_namespaces,
+        liveness_endpoint=liveness or None,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""Pure functions from a SyncJob to what Kubernetes should hold: validation, the CronJob, manual Jobs, status.
+
+Nothing here talks to an API server or a database, so every rule is unit-tested directly; the kopf handlers only
+feed these functions and send their results.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+from syncjob import names
+from syncjob.model import Condition, ConditionStatus, SyncJob, SyncJobSpec
+from syncjob.runs import manual_run_id
+from syncjob_operator.settings import OperatorSettings
+
+CONTAINER_NAME = "sync"
+INSTANTIATE_ANNOTATION = "cronjob.kubernetes.io/instantiate"
+
+
+@dataclass(frozen=True)
+class SpecProblem:
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"spec.{self.field}: {self.message}"
+
+
+def validate(spec: SyncJobSpec) -> list[SpecProblem]:
+    """What CEL cannot check: the cron expression and the IANA time zone."""
+    problems = []
+    fields = spec.schedule.split()
+    if len(fields) != 5:
+        problems.append(SpecProblem("schedule", f"{spec.schedule!r} has {len(fields)} fields; a 5-field cron "
+                                                "expression (minute hour day-of-month month day-of-week) is needed"))
+    elif spec.schedule.startswith("@") or not croniter.is_valid(spec.schedule):
+        problems.append(SpecProblem("schedule", f"{spec.schedule!r} is not a valid cron expression"))
+    try:
+        ZoneInfo(spec.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(SpecProblem("timeZone", f"{spec.time_zone!r} is not an IANA time zone (e.g. Asia/Shanghai)"))
+    return problems
+
+
+def schedule_times(spec: SyncJobSpec, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
+    """Scheduled times in (start, end], computed in the job's time zone and returned in UTC."""
+    tz = ZoneInfo(spec.time_zone)
+    it = croniter(spec.schedule, start.astimezone(tz))
+    times = []
+    while True:
+        t = it.get_next(dt.datetime)
+        if t > end:
+            return times
+        times.append(t.astimezone(dt.UTC))
+
+
+def next_schedule_time(spec: SyncJobSpec, now: dt.datetime) -> dt.datetime:
+    tz = ZoneInfo(spec.time_zone)
+    nxt: dt.datetime = croniter(spec.schedule, now.astimezone(tz)).get_next(dt.datetime)
+    return nxt.astimezone(dt.UTC)
+
+
+def scheduled_run_id(cronjob_name: str, scheduled: dt.datetime) -> str:
+    """The name the CronJob controller gives the Job of a scheduled time (minutes since the epoch)."""
+    return f"{cronjob_name}-{int(scheduled.timestamp()) // 60}"
+
+
+def labels(sj: SyncJob) -> dict[str, str]:
+    return {
+        names.LABEL_SYNCJOB: sj.name,
+        names.LABEL_TASK: sj.spec.task.value,
+        names.LABEL_MANAGED_BY: names.MANAGED_BY,
+    }
+
+
+def _env(sj: SyncJob, settings: OperatorSettings, trigger: str, force: bool,
+         scheduled: dt.datetime | None) -> list[dict[str, Any]]:
+    spec = sj.spec
+    return [
+        {"name": "SYNCJOB_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "SYNCJOB_NAME", "value": sj.name},
+        {"name": "SYNC_TASK", "value": spec.task.value},
+        {"name": "SYNC_SOURCES", "value": ",".join(s.value for s in spec.sources)},
+        {"name": "SYNC_OPTIONS", "value": json.dumps(spec.options, sort_keys=True, ensure_ascii=False)},
+        {"name": "SYNC_TRADING_HOURS_ONLY", "value": str(spec.trading_hours_only).lower()},
+        {"name": "SYNC_FORCE", "value": str(force).lower()},
+        {"name": "SYNC_TRIGGER", "value": trigger},
+        {"name": "SYNC_RUN_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}}},
+        {"name": "SYNC_SCHEDULED_TIME", "value": scheduled.strftime("%Y-%m-%dT%H:%M:%SZ") if scheduled else ""},
+        {"name": "MONGO_URI", "valueFrom": {"secretKeyRef": {"name": settings.mongo_secret_name, "key": "MONGO_URI"}}},
+        {"name": "TUSHARE_TOKEN", "valueFrom": {"secretKeyRef": {
+            "name": settings.tushare_secret_name, "key": "TUSHARE_TOKEN", "optional": True}}},
+    ]
+
+
+def job_spec(sj: SyncJob, settings: OperatorSettings, trigger: str = "schedule", force: bool = False,
+             scheduled: dt.datetime | None = None) -> dict[str, Any]:
+    """The Job spec of one run: the pod contract of DESIGN.md with restricted security defaults."""
+    spec = sj.spec
+    pod_labels = {**labels(sj), names.LABEL_TRIGGER: trigger}
+    job: dict[str, Any] = {
+        "backoffLimit": spec.backoff_limit,
+        "template": {
+            "metadata": {"labels": pod_labels},
+            "spec": {
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "terminationGracePeriodSeconds": 30,
+                "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
+                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{
+                    "name": CONTAINER_NAME,
+                    "image": settings.sync_image,
+                    "imagePullPolicy": settings.sync_image_pull_policy,
+                    "command": list(settings.sync_command),
+                    "env": _env(sj, settings, trigger, force, scheduled),
+                    "resources": {
+                        "requests": {"cpu": settings.sync_cpu_request, "memory": settings.sync_memory_request},
+                        "limits": {"memory": settings.sync_memory_limit},
+                    },
+                    "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                        "capabilities": {"drop": ["ALL"]}},
+                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                }],
+                "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+            },
+        },
+    }
+    if spec.active_deadline_seconds is not None:
+        job["activeDeadlineSeconds"] = spec.active_deadline_seconds
+    return job
+
+
+def _owner(sj: SyncJob) -> dict[str, Any]:
+    return {"apiVersion": names.API_VERSION, "kind": names.KIND, "name": sj.name, "uid": sj.metadata.uid,
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def build_cronjob(sj: SyncJob, settings: OperatorSettings) -> dict[str, Any]:
+    """The one CronJob a SyncJob owns (garbage-collected with it)."""
+    spec = sj.spec
+    cron_spec: dict[str, Any] = {
+        "schedule": spec.schedule,
+        "timeZone": spec.time_zone,
+        "suspend": spec.paused,
+        "concurrencyPolicy": spec.concurrency_policy.value,
+        "successfulJobsHistoryLimit": spec.successful_jobs_history_limit,
+        "failedJobsHistoryLimit": spec.failed_jobs_history_limit,
+        "jobTemplate": {
+            "metadata": {"labels": {**labels(sj), names.LABEL_TRIGGER: "schedule"}},
+            "spec": job_spec(sj, settings),
+        },
+    }
+    if spec.starting_deadline_seconds is not None:
+        cron_spec["startingDeadlineSeconds"] = spec.starting_deadline_seconds
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": sj.name, "namespace": sj.namespace, "labels": labels(sj),
+                     "ownerReferences": [_owner(sj)]},
+        "spec": cron_spec,
+    }
+
+
+def build_manual_job(sj: SyncJob, settings: OperatorSettings, token: str, force: bool,
+                     cronjob: dict[str, Any] | None, now: dt.datetime) -> dict[str, Any]:
+    """A Job for one requested run. Its name derives from the token, so the same token can never run twice.
+
+    Owned by the CronJob when there is one (as `kubectl create job --from=cronjob/...` does, so the concurrency
+    policy and history limits apply to manual runs too), else by the SyncJob.
+    """
+    owner = _owner(sj)
+    if cronjob is not None:
+        owner = {"apiVersion": "batch/v1", "kind": "CronJob", "name": cronjob["metadata"]["name"],
+                 "uid": cronjob["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": manual_run_id(sj.name, token),
+            "namespace": sj.namespace,
+            "labels": {**labels(sj), names.LABEL_TRIGGER: "manual"},
+            "annotations": {INSTANTIATE_ANNOTATION: "manual", names.ANNOTATION_TOKEN: token,
+                            names.ANNOTATION_FORCE: str(force).lower()},
+            "ownerReferences": [owner],
+        },
+        "spec": job_spec(sj, settings, trigger="manual", force=force, scheduled=now),
+    }
+
+
+def subset_differs(desired: Any, actual: Any) -> bool:
+    """True when a field we set has another value in the live object (fields we do not set are ignored)."""
+    if isinstance(desired, dict):
+        if not isinstance(actual, dict):
+            return True
+        return any(subset_differs(v, actual.get(k)) for k, v in desired.items())
+    if isinstance(desired, list):
+        if not isinstance(actual, list) or len(desired) != len(actual):
+            return True
+        return any(subset_differs(d, a) for d, a in zip(desired, actual, strict=True))
+    return bool(desired != actual)
+
+
+def ready_condition(previous: Condition | None, status: ConditionStatus, reason: str, message: str,
+                    generation: int | None, now: dt.datetime) -> Condition:
+    """A Ready condition whose lastTransitionTime moves only when its status does."""
+    moved = previous is None or previous.status != status
+    return Condition(type=names.CONDITION_READY, status=status, reason=reason, message=message,
+                     last_transition_time=now if moved or previous is None else previous.last_transition_time,
+                     observed_generation=generation)

@@ -1,0 +1,169 @@
+"""kopf handlers: thin adapters from Kubernetes events to `reconcile` and `records`.
+
+- SyncJob created, changed (spec or request annotations) or resumed after a restart → one reconcile pass;
+  a timer repeats it (drift, missed runs, overdue cancels, orphaned records).
+- CronJob owned by a SyncJob changed or deleted by hand → reconcile its SyncJob, which puts it back.
+- Job of a SyncJob seen, finished or deleted → its execution record is created or closed, status refreshed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from typing import Any
+
+import kopf
+
+from syncjob import names
+from syncjob_operator import builders, kube, records
+from syncjob_operator.reconcile import (
+    InvalidSpecError,
+    Outcome,
+    Reconciler,
+    execution_status,
+    parse_syncjob,
+    status_changed,
+)
+from syncjob_operator.settings import get_settings
+
+log = logging.getLogger("syncjob_operator")
+SYNCJOB = (names.GROUP, names.VERSION, names.PLURAL)
+OWNED = {names.LABEL_SYNCJOB: kopf.PRESENT}
+
+_reconciler: Reconciler | None = None
+
+
+def reconciler() -> Reconciler:
+    global _reconciler
+    if _reconciler is None:
+        _reconciler = Reconciler(get_settings())
+    return _reconciler
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    cfg = get_settings()
+    settings.persistence.finalizer = f"{names.GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=names.GROUP, key="last-handled-configuration")
+    settings.watching.server_timeout = cfg.server_timeout_seconds
+    settings.watching.client_timeout = cfg.server_timeout_seconds + 30
+    settings.watching.connect_timeout = 30
+    settings.execution.max_workers = 16
+    settings.batching.worker_limit = 200
+    settings.posting.level = logging.INFO
+    settings.networking.request_timeout = 60
+    records.database(cfg.mongo_uri)  # fail fast on a bad MONGO_URI, and ensure the indexes
+    asyncio.get_running_loop().create_task(_renew_lease_forever(cfg.operator_namespace, cfg.lease_renew_seconds))
+
+
+async def _renew_lease_forever(namespace: str, period: float) -> None:
+    holder = f"{socket.gethostname()}-{os.getpid()}"
+    while True:
+        try:
+            await asyncio.to_thread(kube.renew_lease, namespace, holder, int(period * 4))
+        except Exception as exc:  # the lease is a health signal; never let it stop the operator
+            log.warning("Failed to renew Lease %s/%s: %s", namespace, names.OPERATOR_LEASE, exc)
+        await asyncio.sleep(period)
+
+
+def _post_events(body: dict[str, Any], events: list[tuple[str, str, str]]) -> None:
+    for type_, reason, message in events:
+        kopf.event(body, type=type_, reason=reason, message=message)
+
+
+def _apply_status(body: dict[str, Any], patch: kopf.Patch, update: dict[str, Any]) -> None:
+    if status_changed(dict(body.get("status") or {}), update):
+        for key, value in update.items():
+            patch.status[key] = value
+
+
+@kopf.on.resume(*SYNCJOB)
+@kopf.on.create(*SYNCJOB)
+@kopf.on.update(*SYNCJOB)
+def reconcile_syncjob(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    outcome = reconciler().reconcile(dict(body))
+    _apply_status(dict(body), patch, outcome.status)
+    _post_events(dict(body), outcome.events)
+
+
+@kopf.timer(*SYNCJOB, interval=float(os.environ.get("RESYNC_SECONDS", "60")), initial_delay=5)
+def resync_syncjob(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    outcome = reconciler().reconcile(dict(body), periodic=True)
+    _apply_status(dict(body), patch, outcome.status)
+    _post_events(dict(body), outcome.events)
+
+
+@kopf.index(*SYNCJOB)
+def syncjob_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(namespace, name): {"metadata": dict(body.metadata), "spec": dict(body.spec),
+                                "apiVersion": body.get("apiVersion"), "kind": body.get("kind")}}
+
+
+def _parent(index: kopf.Index[Any, Any], namespace: str, name: str) -> dict[str, Any] | None:
+    with contextlib.suppress(KeyError, StopIteration):
+        return dict(next(iter(index[(namespace, name)])))
+    return None
+
+
+@kopf.on.event("batch", "v1", "cronjobs", labels=OWNED)
+def cronjob_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str, labels: dict[str, str],
+                    syncjob_index: kopf.Index[Any, Any], **_: Any) -> None:
+    """A hand edit or deletion of an owned CronJob is undone by reconciling its SyncJob."""
+    parent = _parent(syncjob_index, namespace, labels[names.LABEL_SYNCJOB])
+    sj = parse_syncjob(parent)[0] if parent else None
+    if parent is None or sj is None or parent["metadata"].get("deletionTimestamp"):
+        return
+    if sj.metadata.uid not in {o.get("uid") for o in body.get("metadata", {}).get("ownerReferences") or []}:
+        return  # a CronJob left over from an earlier SyncJob of the same name: the garbage collector takes it
+    if builders.validate(sj.spec):
+        return  # an invalid spec leaves the existing CronJob as it was
+    if event["type"] == "DELETED":
+        log.info("Recreating CronJob %s/%s, deleted by hand", namespace, sj.name)
+    outcome = Outcome(status={})
+    try:
+        reconciler().ensure_cronjob(sj, outcome)
+    except InvalidSpecError:
+        return
+    _post_events(parent, outcome.events)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=OWNED)
+def job_changed(event: kopf.RawEvent, body: kopf.Body, name: str, namespace: str, labels: dict[str, str],
+                syncjob_index: kopf.Index[Any, Any], **_: Any) -> None:
+    """Execution truth: every Job has a record; Kubernetes' verdict closes a record the pod could not."""
+    cfg = get_settings()
+    db = records.database(cfg.mongo_uri)
+    job = dict(body)
+    syncjob_name = labels[names.LABEL_SYNCJOB]
+    parent = _parent(syncjob_index, namespace, syncjob_name)
+    closed = False
+    if event["type"] == "DELETED":
+        replaced = bool(parent and parent["spec"].get("concurrencyPolicy") == "Replace"
+                        and (job.get("metadata", {}).get("labels") or {}).get(names.LABEL_TRIGGER) == "schedule")
+        closed = records.close_deleted_job(db, name, replaced=replaced)
+    else:
+        records.record_job_seen(db, job)
+        verdict_needs_pods = any(c.get("type") == "Failed" and c.get("status") == "True"
+                                 for c in (job.get("status") or {}).get("conditions") or [])
+        pods = kube.list_job_pods(namespace, name) if verdict_needs_pods else []
+        closed = records.close_from_job(db, job, pods)
+    if parent is None:
+        return
+    if closed:
+        record = db["scheduler_executions"].find_one({"_id": name}) or {}
+        status = record.get("status", "failed")
+        message = record.get("error_message") or record.get("reason") or ""
+        kopf.event(parent, type="Warning" if status == "failed" else "Normal",
+                   reason="RunFailed" if status == "failed" else "RunCancelled",
+                   message=f"Run {name} {status}: {message}")
+    sj = parse_syncjob(parent)[0]
+    if sj is None:
+        return
+    jobs = kube.list_jobs(namespace, syncjob_name)
+    cronjob = kube.read_cronjob(namespace, syncjob_name)
+    kube.patch_syncjob_status(namespace, syncjob_name, execution_status(db, sj, jobs, cronjob))

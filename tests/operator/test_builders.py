@@ -1,0 +1,128 @@
+"""Unit tests of the pure builders: what the operator asks Kubernetes for, given a SyncJob."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from syncjob import names
+from syncjob.model import SyncJob
+from syncjob.runs import manual_run_id
+from syncjob_operator import builders
+from syncjob_operator.settings import OperatorSettings
+
+SETTINGS = OperatorSettings(mongo_uri="mongodb://127.0.0.1:1/x", sync_image="registry.example/sync:1.2.3")
+
+
+def syncjob(**spec: Any) -> SyncJob:
+    body = {"task": "quotes", "schedule": "*/5 9-15 * * 1-5", **spec}
+    return SyncJob.from_k8s({"metadata": {"name": "tushare-quotes-sync", "namespace": "market-data",
+                                          "uid": "uid-1", "generation": 3}, "spec": body})
+
+
+def env_of(pod_spec: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in pod_spec["containers"][0]["env"]}
+
+
+@pytest.mark.parametrize(("schedule", "time_zone", "field", "words"), [
+    ("61 * * * *", "Asia/Shanghai", "schedule", "not a valid cron expression"),
+    ("* * * *", "Asia/Shanghai", "schedule", "has 4 fields"),
+    ("@hourly", "Asia/Shanghai", "schedule", "has 1 fields"),
+    ("*/5 9-15 * * 1-5", "Asia/Beijing", "timeZone", "not an IANA time zone"),
+])
+def test_invalid_schedule_or_time_zone_names_the_field(schedule: str, time_zone: str, field: str,
+                                                       words: str) -> None:
+    problems = builders.validate(syncjob(schedule=schedule, timeZone=time_zone).spec)
+    assert [p.field for p in problems] == [field]
+    assert words in str(problems[0])
+    assert str(problems[0]).startswith(f"spec.{field}: ")
+
+
+def test_valid_spec_has_no_problems() -> None:
+    assert builders.validate(syncjob(schedule="0 16 * * 1-5", timeZone="Europe/London").spec) == []
+
+
+def test_cronjob_carries_every_spec_field() -> None:
+    sj = syncjob(paused=True, concurrencyPolicy="Replace", startingDeadlineSeconds=120, activeDeadlineSeconds=900,
+                 backoffLimit=2, successfulJobsHistoryLimit=5, failedJobsHistoryLimit=7, timeZone="Asia/Shanghai")
+    cj = builders.build_cronjob(sj, SETTINGS)
+    spec = cj["spec"]
+    assert (spec["schedule"], spec["timeZone"], spec["suspend"]) == ("*/5 9-15 * * 1-5", "Asia/Shanghai", True)
+    assert (spec["concurrencyPolicy"], spec["startingDeadlineSeconds"]) == ("Replace", 120)
+    assert (spec["successfulJobsHistoryLimit"], spec["failedJobsHistoryLimit"]) == (5, 7)
+    job = spec["jobTemplate"]["spec"]
+    assert (job["activeDeadlineSeconds"], job["backoffLimit"]) == (900, 2)
+    assert cj["metadata"]["ownerReferences"] == [{
+        "apiVersion": names.API_VERSION, "kind": "SyncJob", "name": "tushare-quotes-sync", "uid": "uid-1",
+        "controller": True, "blockOwnerDeletion": True}]
+
+
+def test_pod_template_follows_the_pod_contract_with_restricted_security() -> None:
+    sj = syncjob(sources=["akshare", "baostock"], options={"codes": ["600000.SH"]}, tradingHoursOnly=True)
+    pod = builders.build_cronjob(sj, SETTINGS)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    env = env_of(pod)
+    assert env["SYNCJOB_NAME"] == "tushare-quotes-sync"
+    assert env["SYNCJOB_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["SYNC_TASK"] == "quotes"
+    assert env["SYNC_SOURCES"] == "akshare,baostock"
+    assert env["SYNC_OPTIONS"] == '{"codes": ["600000.SH"]}'
+    assert (env["SYNC_TRADING_HOURS_ONLY"], env["SYNC_FORCE"], env["SYNC_TRIGGER"]) == ("true", "false", "schedule")
+    assert env["SYNC_RUN_ID"] == {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}}
+    assert env["MONGO_URI"] == {"secretKeyRef": {"name": "syncjob-mongo", "key": "MONGO_URI"}}
+    assert env["TUSHARE_TOKEN"]["secretKeyRef"]["optional"] is True
+    container = pod["containers"][0]
+    assert container["image"] == "registry.example/sync:1.2.3"
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "capabilities": {"drop": ["ALL"]}}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["restartPolicy"] == "Never"
+    assert pod["automountServiceAccountToken"] is False
+    assert container["resources"]["limits"]["memory"] == "1Gi"
+
+
+def test_manual_job_name_derives_from_the_token_and_force_is_per_run() -> None:
+    sj = syncjob()
+    now = dt.datetime(2026, 11, 27, 1, 30, tzinfo=dt.UTC)
+    cronjob = {"metadata": {"name": sj.name, "uid": "cj-uid"}}
+    forced = builders.build_manual_job(sj, SETTINGS, "1732780000", True, cronjob, now)
+    again = builders.build_manual_job(sj, SETTINGS, "1732780000", True, cronjob, now)
+    later = builders.build_manual_job(sj, SETTINGS, "1732780999", False, cronjob, now)
+    assert forced["metadata"]["name"] == again["metadata"]["name"] == manual_run_id(sj.name, "1732780000")
+    assert later["metadata"]["name"] != forced["metadata"]["name"]
+    assert len(forced["metadata"]["name"]) <= 52
+    assert env_of(forced["spec"]["template"]["spec"])["SYNC_FORCE"] == "true"
+    assert env_of(later["spec"]["template"]["spec"])["SYNC_FORCE"] == "false"
+    assert env_of(later["spec"]["template"]["spec"])["SYNC_TRIGGER"] == "manual"
+    assert forced["metadata"]["labels"][names.LABEL_TRIGGER] == "manual"
+    assert forced["metadata"]["ownerReferences"][0]["kind"] == "CronJob"
+    assert builders.build_manual_job(sj, SETTINGS, "t", False, None, now)["metadata"]["ownerReferences"][0][
+        "kind"] == "SyncJob"
+
+
+def test_next_schedule_time_is_computed_in_the_job_time_zone() -> None:
+    spec = syncjob(schedule="30 9 * * 1-5", timeZone="Asia/Shanghai").spec
+    friday_evening = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)  # 20:00 in Shanghai, a Friday
+    assert builders.next_schedule_time(spec, friday_evening) == dt.datetime(2026, 11, 30, 1, 30, tzinfo=dt.UTC)
+
+
+def test_day_of_week_1_to_5_means_monday_to_friday() -> None:
+    spec = syncjob(schedule="0 16 * * 1-5", timeZone="Asia/Shanghai").spec
+    start = dt.datetime(2026, 11, 22, 0, 0, tzinfo=dt.UTC)  # a Sunday
+    days = [t.astimezone(dt.timezone(dt.timedelta(hours=8))).strftime("%a")
+            for t in builders.schedule_times(spec, start, start + dt.timedelta(days=7))]
+    assert days == ["Mon", "Tue", "Wed", "Thu", "Fri"]
+
+
+def test_scheduled_run_id_matches_the_cronjob_controller_naming() -> None:
+    t = dt.datetime(2026, 11, 27, 1, 5, tzinfo=dt.UTC)
+    assert builders.scheduled_run_id("quotes", t) == f"quotes-{int(t.timestamp()) // 60}"
+
+
+def test_subset_differs_ignores_fields_we_do_not_set() -> None:
+    desired = {"schedule": "* * * * *", "jobTemplate": {"spec": {"backoffLimit": 0}}}
+    live = {"schedule": "* * * * *", "suspend": False, "jobTemplate": {"spec": {"backoffLimit": 0, "x": 1}}}
+    assert not builders.subset_differs(desired, live)
+    assert builders.subset_differs(desired, {**live, "schedule": "0 * * * *"})

@@ -1,0 +1,147 @@
+"""Runs: request tokens (trigger, force, cancel) and execution truth from Kubernetes, against the real cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pymongo.database import Database
+
+from syncjob import names
+from syncjob.runs import manual_run_id
+from tests.conftest import make_syncjob
+from tests.operator.conftest import OperatorProcess, SyncJobs, eventually
+
+REQUESTED, FORCE, CANCEL = names.REQUESTED_AT, names.FORCE_AT, names.CANCEL_AT
+
+
+def _record(db: Database[Any], run_id: str, status: str | None = None, timeout: float = 30) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        doc = db["scheduler_executions"].find_one({"_id": run_id})
+        return doc if doc and (status is None or doc["status"] == status) else None
+    result: dict[str, Any] = eventually(check, timeout, f"record {run_id} {status or ''}")
+    return result
+
+
+def _env(job: Any) -> dict[str, str]:
+    return {e.name: e.value for e in job.spec.template.spec.containers[0].env if e.value is not None}
+
+
+def _ready(syncjobs: SyncJobs, name: str) -> None:
+    eventually(lambda: (syncjobs.ready(name) or {}).get("status") == "True", 30, f"{name} Ready")
+
+
+@pytest.fixture
+def sync_command() -> list[str]:
+    return ["sh", "-c", "sleep 1"]
+
+
+def test_a_token_starts_exactly_one_run_even_across_an_operator_restart(
+        operator: OperatorProcess, syncjobs: SyncJobs, mongo_db: Database[Any]) -> None:
+    syncjobs.create(make_syncjob("quotes", paused=True))
+    _ready(syncjobs, "quotes")
+    syncjobs.annotate("quotes", {REQUESTED: "1732780000"})
+    run_id = manual_run_id("quotes", "1732780000")
+    eventually(lambda: syncjobs.get("quotes")["status"].get("lastHandledRequestedAt") == "1732780000", 30, "ack")
+    jobs = syncjobs.jobs()
+    assert [j.metadata.name for j in jobs] == [run_id]
+    assert jobs[0].metadata.labels[names.LABEL_TRIGGER] == "manual"
+    assert _env(jobs[0])["SYNC_TRIGGER"] == "manual"
+    assert syncjobs.cronjob("quotes").spec.suspend is True  # a manual run does not unpause the job
+    assert syncjobs.get("quotes")["spec"]["paused"] is True
+    record = _record(mongo_db, run_id)
+    assert (record["job_id"], record["namespace"], record["trigger"], record["is_manual"]) == (
+        "quotes", syncjobs.ns, "manual", True)
+
+    # The same token delivered again, with an unrelated change and an operator restart in between: still one run.
+    operator.restart()
+    syncjobs.annotate("quotes", {REQUESTED: "1732780000", "unrelated": "change"})
+    syncjobs.patch_spec("quotes", {"description": "touched"})
+    eventually(lambda: syncjobs.get("quotes")["status"].get("observedGeneration") == 2, 30, "reconcile")
+    assert [j.metadata.name for j in syncjobs.jobs()] == [run_id]
+    history = list(mongo_db["scheduler_history"].find({"job_id": "quotes", "action": "trigger"}))
+    assert len(history) == 1 and history[0]["via"] == "kubectl"
+
+
+def test_force_applies_to_its_own_run_only(operator: OperatorProcess, syncjobs: SyncJobs,
+                                           mongo_db: Database[Any]) -> None:
+    syncjobs.create(make_syncjob("quotes", tradingHoursOnly=True))
+    _ready(syncjobs, "quotes")
+    syncjobs.annotate("quotes", {REQUESTED: "t1", FORCE: "t1"})
+    eventually(lambda: syncjobs.get("quotes")["status"].get("lastHandledForceAt") == "t1", 30, "force ack")
+    syncjobs.annotate("quotes", {REQUESTED: "t2"})
+    eventually(lambda: syncjobs.get("quotes")["status"].get("lastHandledRequestedAt") == "t2", 30, "second ack")
+    by_name = {j.metadata.name: j for j in syncjobs.jobs()}
+    assert _env(by_name[manual_run_id("quotes", "t1")])["SYNC_FORCE"] == "true"
+    assert _env(by_name[manual_run_id("quotes", "t2")])["SYNC_FORCE"] == "false"
+    assert _record(mongo_db, manual_run_id("quotes", "t1"))["force"] is True
+    assert _record(mongo_db, manual_run_id("quotes", "t2"))["force"] is False
+    cj_env = {e.name: e.value for e in syncjobs.cronjob("quotes").spec.job_template.spec.template.spec.containers[0].env}
+    assert cj_env["SYNC_FORCE"] == "false"  # force never sticks to the job
+    reasons = [e.reason for e in syncjobs.events("quotes")]
+    assert "RunForced" in reasons and "RunTriggered" in reasons
+
+
+class TestFailures:
+    @pytest.fixture
+    def sync_command(self) -> list[str]:
+        return ["sh", "-c", "exit 4"]
+
+    def test_a_failing_job_closes_its_record_failed_with_the_reason(
+            self, operator: OperatorProcess, syncjobs: SyncJobs, mongo_db: Database[Any]) -> None:
+        syncjobs.create(make_syncjob("daily", task="daily"))
+        _ready(syncjobs, "daily")
+        syncjobs.annotate("daily", {REQUESTED: "go"})
+        record = _record(mongo_db, manual_run_id("daily", "go"), "failed")
+        assert record["reason"] == "BackoffLimitExceeded"
+        assert "exit code 4" in record["error_message"]
+        assert record["finished_at"] is not None
+        status = eventually(lambda: (s := syncjobs.get("daily")["status"]).get("lastExecution") and s, 30,
+                            "lastExecution")
+        assert status["lastExecution"]["status"] == "failed"
+        assert status["lastExecution"]["runId"] == manual_run_id("daily", "go")
+        assert "lastFailureTime" in status
+        assert "RunFailed" in [e.reason for e in syncjobs.events("daily")]
+
+
+class TestLongRuns:
+    @pytest.fixture
+    def sync_command(self) -> list[str]:
+        return ["sh", "-c", "sleep 60"]
+
+    def test_a_run_past_its_deadline_is_recorded_failed_deadline_exceeded(
+            self, operator: OperatorProcess, syncjobs: SyncJobs, mongo_db: Database[Any]) -> None:
+        syncjobs.create(make_syncjob("slow", activeDeadlineSeconds=3))
+        _ready(syncjobs, "slow")
+        syncjobs.annotate("slow", {REQUESTED: "go"})
+        record = _record(mongo_db, manual_run_id("slow", "go"), "failed", timeout=40)
+        assert record["reason"] == "DeadlineExceeded"
+
+    def test_cancel_stops_the_run_and_records_it_cancelled(
+            self, operator: OperatorProcess, syncjobs: SyncJobs, mongo_db: Database[Any]) -> None:
+        syncjobs.create(make_syncjob("quotes"))
+        _ready(syncjobs, "quotes")
+        syncjobs.annotate("quotes", {REQUESTED: "go"})
+        run_id = manual_run_id("quotes", "go")
+        eventually(lambda: [a["runId"] for a in syncjobs.get("quotes")["status"].get("active", [])] == [run_id],
+                   30, "the run to be active")
+        syncjobs.annotate("quotes", {CANCEL: "stop-1"})
+        eventually(lambda: syncjobs.get("quotes")["status"].get("lastHandledCancelAt") == "stop-1", 30, "cancel ack")
+        assert _record(mongo_db, run_id)["cancel_requested"] is True
+        # This pod ignores the cooperative request: after the grace period (5 s here) its Job is deleted.
+        record = _record(mongo_db, run_id, "cancelled", timeout=40)
+        assert record["reason"] == "Cancelled"
+        eventually(lambda: not [j for j in syncjobs.jobs() if j.metadata.name == run_id], 30, "Job deleted")
+        eventually(lambda: syncjobs.get("quotes")["status"].get("active", []) == [], 30, "no active run")
+
+    def test_a_run_that_heartbeats_is_never_reaped_by_age(
+            self, operator: OperatorProcess, syncjobs: SyncJobs, mongo_db: Database[Any]) -> None:
+        syncjobs.create(make_syncjob("quotes"))
+        _ready(syncjobs, "quotes")
+        syncjobs.annotate("quotes", {REQUESTED: "go"})
+        run_id = manual_run_id("quotes", "go")
+        _record(mongo_db, run_id, "running")
+        import time
+
+        time.sleep(8)  # several resync periods of the operator (2 s in tests)
+        assert _record(mongo_db, run_id)["status"] == "running"
