@@ -82,32 +82,61 @@ def _apply_status(body: dict[str, Any], patch: kopf.Patch, update: dict[str, Any
             patch.status[key] = value
 
 
+def _pass(body: kopf.Body, patch: kopf.Patch, cronjob_index: kopf.Index[Any, Any],
+          job_index: kopf.Index[Any, Any], periodic: bool) -> None:
+    key = (body.metadata.namespace, body.metadata.name)
+    raw = dict(body)
+    outcome = reconciler().reconcile(raw, _one(cronjob_index, key), _all(job_index, key), periodic=periodic)
+    _apply_status(raw, patch, outcome.status)
+    _post_events(raw, outcome.events)
+
+
 @kopf.on.resume(*SYNCJOB)
 @kopf.on.create(*SYNCJOB)
 @kopf.on.update(*SYNCJOB)
-def reconcile_syncjob(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    outcome = reconciler().reconcile(dict(body))
-    _apply_status(dict(body), patch, outcome.status)
-    _post_events(dict(body), outcome.events)
+def reconcile_syncjob(body: kopf.Body, patch: kopf.Patch, cronjob_index: kopf.Index[Any, Any],
+                      job_index: kopf.Index[Any, Any], **_: Any) -> None:
+    _pass(body, patch, cronjob_index, job_index, periodic=False)
 
 
 @kopf.timer(*SYNCJOB, interval=float(os.environ.get("RESYNC_SECONDS", "60")), initial_delay=5)
-def resync_syncjob(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    outcome = reconciler().reconcile(dict(body), periodic=True)
-    _apply_status(dict(body), patch, outcome.status)
-    _post_events(dict(body), outcome.events)
+def resync_syncjob(body: kopf.Body, patch: kopf.Patch, cronjob_index: kopf.Index[Any, Any],
+                   job_index: kopf.Index[Any, Any], **_: Any) -> None:
+    _pass(body, patch, cronjob_index, job_index, periodic=True)
 
 
 @kopf.index(*SYNCJOB)
 def syncjob_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
     return {(namespace, name): {"metadata": dict(body.metadata), "spec": dict(body.spec),
-                                "apiVersion": body.get("apiVersion"), "kind": body.get("kind")}}
+                                "status": dict(body.status), "apiVersion": body.get("apiVersion"),
+                                "kind": body.get("kind")}}
+
+
+@kopf.index("batch", "v1", "cronjobs", labels=OWNED)
+def cronjob_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(namespace, name): {"metadata": dict(body.metadata), "spec": dict(body.spec),
+                                "status": dict(body.status)}}
+
+
+@kopf.index("batch", "v1", "jobs", labels=OWNED)
+def job_index(namespace: str, labels: dict[str, str], body: kopf.Body,
+              **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(namespace, labels[names.LABEL_SYNCJOB]): {"metadata": dict(body.metadata),
+                                                      "status": dict(body.status)}}
+
+
+def _one(index: kopf.Index[Any, Any], key: tuple[str, str]) -> dict[str, Any] | None:
+    with contextlib.suppress(KeyError, StopIteration):
+        return dict(next(iter(index[key])))
+    return None
+
+
+def _all(index: kopf.Index[Any, Any], key: tuple[str, str]) -> list[dict[str, Any]]:
+    return [dict(v) for v in index.get(key, [])]
 
 
 def _parent(index: kopf.Index[Any, Any], namespace: str, name: str) -> dict[str, Any] | None:
-    with contextlib.suppress(KeyError, StopIteration):
-        return dict(next(iter(index[(namespace, name)])))
-    return None
+    return _one(index, (namespace, name))
 
 
 @kopf.on.event("batch", "v1", "cronjobs", labels=OWNED)
@@ -126,7 +155,8 @@ def cronjob_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str, label
         log.info("Recreating CronJob %s/%s, deleted by hand", namespace, sj.name)
     outcome = Outcome(status={})
     try:
-        reconciler().ensure_cronjob(sj, outcome)
+        live = None if event["type"] == "DELETED" else {"spec": dict(body.spec), "metadata": dict(body.metadata)}
+        reconciler().ensure_cronjob(sj, outcome, live)
     except InvalidSpecError:
         return
     _post_events(parent, outcome.events)
@@ -134,7 +164,8 @@ def cronjob_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str, label
 
 @kopf.on.event("batch", "v1", "jobs", labels=OWNED)
 def job_changed(event: kopf.RawEvent, body: kopf.Body, name: str, namespace: str, labels: dict[str, str],
-                syncjob_index: kopf.Index[Any, Any], **_: Any) -> None:
+                syncjob_index: kopf.Index[Any, Any], cronjob_index: kopf.Index[Any, Any],
+                job_index: kopf.Index[Any, Any], **_: Any) -> None:
     """Execution truth: every Job has a record; Kubernetes' verdict closes a record the pod could not."""
     cfg = get_settings()
     db = records.database(cfg.mongo_uri)
@@ -164,6 +195,11 @@ def job_changed(event: kopf.RawEvent, body: kopf.Body, name: str, namespace: str
     sj = parse_syncjob(parent)[0]
     if sj is None:
         return
-    jobs = kube.list_jobs(namespace, syncjob_name)
-    cronjob = kube.read_cronjob(namespace, syncjob_name)
-    kube.patch_syncjob_status(namespace, syncjob_name, execution_status(db, sj, jobs, cronjob))
+    key = (namespace, syncjob_name)
+    jobs = [j for j in _all(job_index, key) if j["metadata"]["name"] != name]
+    if event["type"] != "DELETED":
+        jobs.append(job)  # this event is newer than what the index may hold
+    update = execution_status(db, sj, jobs, _one(cronjob_index, key))
+    current = (dict(next(iter(syncjob_index[key]), {})).get("status") or {}) if key in syncjob_index else {}
+    if status_changed(current, update):
+        kube.patch_syncjob_status(namespace, syncjob_name, update)

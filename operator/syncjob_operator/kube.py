@@ -36,15 +36,6 @@ def apply_cronjob(cronjob: dict[str, Any]) -> dict[str, Any]:
     return _plain(result)
 
 
-def read_cronjob(namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        return _plain(client.BatchV1Api(api_client()).read_namespaced_cron_job(name, namespace))
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-
-
 def create_job(job: dict[str, Any]) -> bool:
     """Create a Job; False if one of that name exists already (the request was acted on before)."""
     try:
@@ -62,12 +53,6 @@ def delete_job(namespace: str, name: str) -> None:
     except ApiException as exc:
         if exc.status != 404:
             raise
-
-
-def list_jobs(namespace: str, syncjob: str) -> list[dict[str, Any]]:
-    jobs = client.BatchV1Api(api_client()).list_namespaced_job(
-        namespace, label_selector=f"{names.LABEL_SYNCJOB}={syncjob}")
-    return [_plain(j) for j in jobs.items]
 
 
 def list_job_pods(namespace: str, job_name: str) -> list[dict[str, Any]]:

@@ -115,9 +115,9 @@ class Reconciler:
 
     # -- the CronJob ------------------------------------------------------------------------------------------
 
-    def ensure_cronjob(self, sj: SyncJob, outcome: Outcome) -> dict[str, Any] | None:
+    def ensure_cronjob(self, sj: SyncJob, outcome: Outcome, actual: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Create or repair the CronJob; `actual` is the live one (from the operator's watch cache) or None."""
         desired = builders.build_cronjob(sj, self.settings)
-        actual = kube.read_cronjob(sj.namespace, sj.name)
         if actual is not None and not builders.subset_differs(desired["spec"], actual.get("spec")):
             return actual
         try:
@@ -224,13 +224,13 @@ class Reconciler:
                                        f"Run scheduled at {t.isoformat()} {status.value}: {reason}"))
         self.scan_from[uid] = (gen, end)
 
-    def close_orphans(self, sj: SyncJob, now: dt.datetime) -> None:
+    def close_orphans(self, sj: SyncJob, jobs: list[dict[str, Any]], now: dt.datetime) -> None:
         """Records still running whose Job is gone (deleted while the operator was away) are closed.
 
-        Only records older than the Job listing are considered, so a run created a moment ago is never taken
-        for an orphan.
+        Only records older than a few seconds are considered, so a run whose Job the watch has not shown yet is
+        never taken for an orphan.
         """
-        live = {j["metadata"]["name"] for j in kube.list_jobs(sj.namespace, sj.name)}
+        live = {j["metadata"]["name"] for j in jobs}
         running = self.db["scheduler_executions"].find(
             {"job_id": sj.name, "namespace": sj.namespace, "status": ExecutionStatus.RUNNING.value,
              "timestamp": {"$lt": now - dt.timedelta(seconds=10)}}, {"_id": 1})
@@ -240,7 +240,9 @@ class Reconciler:
 
     # -- the whole pass ---------------------------------------------------------------------------------------
 
-    def reconcile(self, body: dict[str, Any], periodic: bool = False) -> Outcome:
+    def reconcile(self, body: dict[str, Any], cronjob: dict[str, Any] | None, jobs: list[dict[str, Any]],
+                  periodic: bool = False) -> Outcome:
+        """One pass. `cronjob` and `jobs` are the live objects as the operator's watches last saw them."""
         now = _now()
         sj, parse_error = parse_syncjob(body)
         if sj is None:
@@ -250,18 +252,15 @@ class Reconciler:
             return invalid(body, "; ".join(str(p) for p in problems), now)
         outcome = Outcome(status={})
         try:
-            cronjob = self.ensure_cronjob(sj, outcome)
+            cronjob = self.ensure_cronjob(sj, outcome, cronjob)
         except InvalidSpecError as exc:
             return invalid(body, str(exc), now)
-        jobs = kube.list_jobs(sj.namespace, sj.name)
         self.handle_requested(sj, cronjob, outcome)
         self.handle_cancel(sj, jobs, outcome)
         if periodic:
             self.delete_overdue_cancels(sj, jobs)
-            self.close_orphans(sj, now)
+            self.close_orphans(sj, jobs, now)
             self.record_missed(sj, outcome, now)
-        if outcome.status.get("lastHandledRequestedAt"):
-            jobs = kube.list_jobs(sj.namespace, sj.name)
         paused = sj.spec.paused
         cond = builders.ready_condition(
             sj.status.condition(names.CONDITION_READY), ConditionStatus.TRUE,
