@@ -143,7 +143,8 @@ def crd() -> dict[str, Any]:
 
 def render() -> str:
     header = "# Generated from syncjob/model.py by `make crds` (python -m syncjob.crd); do not edit.\n"
-    return header + yaml.safe_dump(crd(), sort_keys=False, allow_unicode=True, width=120)
+    body: str = yaml.safe_dump(crd(), sort_keys=False, allow_unicode=True, width=120)
+    return header + body
 
 
 if __name__ == "__main__":

@@ -236,8 +236,8 @@ class PodRunner:
                 proc.wait()
             time.sleep(0.5)  # let the exit status be reported before the pod goes
         try:
-            self.api.delete_namespaced_pod(meta["name"], meta["namespace"], grace_period_seconds=0,
-                                           body=client.V1DeleteOptions(grace_period_seconds=0, preconditions={"uid": meta["uid"]}))
+            options = client.V1DeleteOptions(grace_period_seconds=0, preconditions={"uid": meta["uid"]})
+            self.api.delete_namespaced_pod(meta["name"], meta["namespace"], grace_period_seconds=0, body=options)
         except ApiException as exc:
             if exc.status not in (404, 409):
                 raise

@@ -52,7 +52,7 @@ def schedule_times(spec: SyncJobSpec, start: dt.datetime, end: dt.datetime) -> l
     """Scheduled times in (start, end], computed in the job's time zone and returned in UTC."""
     tz = ZoneInfo(spec.time_zone)
     it = croniter(spec.schedule, start.astimezone(tz))
-    times = []
+    times: list[dt.datetime] = []
     while True:
         t = it.get_next(dt.datetime)
         if t > end:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -72,8 +73,9 @@ async def _renew_lease_forever(namespace: str, period: float) -> None:
 
 
 def _post_events(body: dict[str, Any], events: list[tuple[str, str, str]]) -> None:
+    target: Any = body  # kopf posts Events for any object with apiVersion, kind and metadata
     for type_, reason, message in events:
-        kopf.event(body, type=type_, reason=reason, message=message)
+        kopf.event(target, type=type_, reason=reason, message=message)
 
 
 def _apply_status(body: dict[str, Any], patch: kopf.Patch, update: dict[str, Any]) -> None:
@@ -84,7 +86,7 @@ def _apply_status(body: dict[str, Any], patch: kopf.Patch, update: dict[str, Any
 
 def _pass(body: kopf.Body, patch: kopf.Patch, cronjob_index: kopf.Index[Any, Any],
           job_index: kopf.Index[Any, Any], periodic: bool) -> None:
-    key = (body.metadata.namespace, body.metadata.name)
+    key = (str(body.metadata.namespace), str(body.metadata.name))
     raw = dict(body)
     outcome = reconciler().reconcile(raw, _one(cronjob_index, key), _all(job_index, key), periodic=periodic)
     _apply_status(raw, patch, outcome.status)
@@ -94,33 +96,31 @@ def _pass(body: kopf.Body, patch: kopf.Patch, cronjob_index: kopf.Index[Any, Any
 @kopf.on.resume(*SYNCJOB)
 @kopf.on.create(*SYNCJOB)
 @kopf.on.update(*SYNCJOB)
-def reconcile_syncjob(body: kopf.Body, patch: kopf.Patch, cronjob_index: kopf.Index[Any, Any],
-                      job_index: kopf.Index[Any, Any], **_: Any) -> None:
-    _pass(body, patch, cronjob_index, job_index, periodic=False)
+def reconcile_syncjob(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
+    _pass(body, patch, kwargs["cronjob_index"], kwargs["job_index"], periodic=False)
 
 
 @kopf.timer(*SYNCJOB, interval=float(os.environ.get("RESYNC_SECONDS", "60")), initial_delay=5)
-def resync_syncjob(body: kopf.Body, patch: kopf.Patch, cronjob_index: kopf.Index[Any, Any],
-                   job_index: kopf.Index[Any, Any], **_: Any) -> None:
-    _pass(body, patch, cronjob_index, job_index, periodic=True)
+def resync_syncjob(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
+    _pass(body, patch, kwargs["cronjob_index"], kwargs["job_index"], periodic=True)
 
 
 @kopf.index(*SYNCJOB)
-def syncjob_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+def syncjob_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str | None, str], dict[str, Any]]:
     return {(namespace, name): {"metadata": dict(body.metadata), "spec": dict(body.spec),
                                 "status": dict(body.status), "apiVersion": body.get("apiVersion"),
                                 "kind": body.get("kind")}}
 
 
 @kopf.index("batch", "v1", "cronjobs", labels=OWNED)
-def cronjob_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+def cronjob_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str | None, str], dict[str, Any]]:
     return {(namespace, name): {"metadata": dict(body.metadata), "spec": dict(body.spec),
                                 "status": dict(body.status)}}
 
 
 @kopf.index("batch", "v1", "jobs", labels=OWNED)
-def job_index(namespace: str, labels: dict[str, str], body: kopf.Body,
-              **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+def job_index(namespace: str | None, labels: Mapping[str, str], body: kopf.Body,
+              **_: Any) -> dict[tuple[str | None, str], dict[str, Any]]:
     return {(namespace, labels[names.LABEL_SYNCJOB]): {"metadata": dict(body.metadata),
                                                       "status": dict(body.status)}}
 
@@ -135,15 +135,11 @@ def _all(index: kopf.Index[Any, Any], key: tuple[str, str]) -> list[dict[str, An
     return [dict(v) for v in index.get(key, [])]
 
 
-def _parent(index: kopf.Index[Any, Any], namespace: str, name: str) -> dict[str, Any] | None:
-    return _one(index, (namespace, name))
-
-
 @kopf.on.event("batch", "v1", "cronjobs", labels=OWNED)
-def cronjob_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str, labels: dict[str, str],
-                    syncjob_index: kopf.Index[Any, Any], **_: Any) -> None:
+def cronjob_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str | None, labels: Mapping[str, str],
+                    **kwargs: Any) -> None:
     """A hand edit or deletion of an owned CronJob is undone by reconciling its SyncJob."""
-    parent = _parent(syncjob_index, namespace, labels[names.LABEL_SYNCJOB])
+    parent = _one(kwargs["syncjob_index"], (str(namespace), labels[names.LABEL_SYNCJOB]))
     sj = parse_syncjob(parent)[0] if parent else None
     if parent is None or sj is None or parent["metadata"].get("deletionTimestamp"):
         return
@@ -163,15 +159,16 @@ def cronjob_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str, label
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=OWNED)
-def job_changed(event: kopf.RawEvent, body: kopf.Body, name: str, namespace: str, labels: dict[str, str],
-                syncjob_index: kopf.Index[Any, Any], cronjob_index: kopf.Index[Any, Any],
-                job_index: kopf.Index[Any, Any], **_: Any) -> None:
+def job_changed(event: kopf.RawEvent, body: kopf.Body, name: str, namespace: str | None,
+                labels: Mapping[str, str], **kwargs: Any) -> None:
     """Execution truth: every Job has a record; Kubernetes' verdict closes a record the pod could not."""
     cfg = get_settings()
     db = records.database(cfg.mongo_uri)
     job = dict(body)
+    namespace = str(namespace)
+    syncjob_index, cronjob_index, job_index = kwargs["syncjob_index"], kwargs["cronjob_index"], kwargs["job_index"]
     syncjob_name = labels[names.LABEL_SYNCJOB]
-    parent = _parent(syncjob_index, namespace, syncjob_name)
+    parent = _one(syncjob_index, (namespace, syncjob_name))
     closed = False
     if event["type"] == "DELETED":
         replaced = bool(parent and parent["spec"].get("concurrencyPolicy") == "Replace"
@@ -189,7 +186,8 @@ def job_changed(event: kopf.RawEvent, body: kopf.Body, name: str, namespace: str
         record = db["scheduler_executions"].find_one({"_id": name}) or {}
         status = record.get("status", "failed")
         message = record.get("error_message") or record.get("reason") or ""
-        kopf.event(parent, type="Warning" if status == "failed" else "Normal",
+        target: Any = parent
+        kopf.event(target, type="Warning" if status == "failed" else "Normal",
                    reason="RunFailed" if status == "failed" else "RunCancelled",
                    message=f"Run {name} {status}: {message}")
     sj = parse_syncjob(parent)[0]

@@ -73,7 +73,7 @@ def renew_lease(namespace: str, holder: str, duration_seconds: int) -> None:
     """Keep the Lease the API's health check reads as proof that the operator is alive."""
     coordination = client.CoordinationV1Api(api_client())
     now = dt.datetime.now(dt.UTC)
-    body = {"metadata": {"name": names.OPERATOR_LEASE, "namespace": namespace},
+    body: dict[str, Any] = {"metadata": {"name": names.OPERATOR_LEASE, "namespace": namespace},
             "spec": {"holderIdentity": holder, "leaseDurationSeconds": duration_seconds, "renewTime": now}}
     try:
         coordination.patch_namespaced_lease(names.OPERATOR_LEASE, namespace, body)

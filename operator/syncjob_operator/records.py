@@ -91,8 +91,8 @@ def close_deleted_job(db: Database[Any], run_id: str, replaced: bool = False) ->
         return close_if_running(db[mongo.EXECUTIONS], run_id, ExecutionStatus.CANCELLED, reason="Replaced",
                                 error_message="replaced by a newer scheduled run (concurrencyPolicy Replace)")
     if record.get("cancel_requested"):
-        return close_if_running(db[mongo.EXECUTIONS], run_id, ExecutionStatus.CANCELLED,
-                                reason="Cancelled", error_message="cancelled: the Job was deleted after the grace period")
+        return close_if_running(db[mongo.EXECUTIONS], run_id, ExecutionStatus.CANCELLED, reason="Cancelled",
+                                error_message="cancelled: the Job was deleted after the grace period")
     return close_if_running(db[mongo.EXECUTIONS], run_id, ExecutionStatus.FAILED, reason="JobDeleted",
                             error_message="the Job was deleted while the run was in progress (pod deleted)")
 
@@ -162,7 +162,8 @@ def last_finished(db: Database[Any], job_id: str, namespace: str) -> dict[str, A
     )
 
 
-def last_time_with_status(db: Database[Any], job_id: str, namespace: str, status: ExecutionStatus) -> dt.datetime | None:
+def last_time_with_status(db: Database[Any], job_id: str, namespace: str,
+                          status: ExecutionStatus) -> dt.datetime | None:
     doc = db[mongo.EXECUTIONS].find_one(
         {"job_id": job_id, "namespace": namespace, "status": status.value}, {"finished_at": 1},
         sort=[("timestamp", -1)],

@@ -95,7 +95,7 @@ def operator(cluster: LocalCluster, k8s: client.ApiClient, namespace: str, syncj
 
 
 @pytest.fixture
-def syncjobs(k8s: client.ApiClient, namespace: str) -> "SyncJobs":
+def syncjobs(k8s: client.ApiClient, namespace: str) -> SyncJobs:
     return SyncJobs(k8s, namespace)
 
 

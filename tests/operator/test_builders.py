@@ -6,12 +6,12 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from syncjob_operator import builders
+from syncjob_operator.settings import OperatorSettings
 
 from syncjob import names
 from syncjob.model import SyncJob
 from syncjob.runs import manual_run_id
-from syncjob_operator import builders
-from syncjob_operator.settings import OperatorSettings
 
 SETTINGS = OperatorSettings(mongo_uri="mongodb://127.0.0.1:1/x", sync_image="registry.example/sync:1.2.3")
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 from pymongo.database import Database
-
-from syncjob.model import SyncJob
 from syncjob_operator import builders
 from syncjob_operator.reconcile import Outcome, Reconciler
 from syncjob_operator.settings import OperatorSettings
+
+from syncjob.model import SyncJob
 from testbed.mongo import MongoServer
 from tests.conftest import make_syncjob
 from tests.operator.conftest import OperatorProcess, SyncJobs, eventually, mongo_uri_for

@@ -76,7 +76,8 @@ def test_force_applies_to_its_own_run_only(operator: OperatorProcess, syncjobs: 
     assert _env(by_name[manual_run_id("quotes", "t2")])["SYNC_FORCE"] == "false"
     assert _record(mongo_db, manual_run_id("quotes", "t1"))["force"] is True
     assert _record(mongo_db, manual_run_id("quotes", "t2"))["force"] is False
-    cj_env = {e.name: e.value for e in syncjobs.cronjob("quotes").spec.job_template.spec.template.spec.containers[0].env}
+    template = syncjobs.cronjob("quotes").spec.job_template.spec.template
+    cj_env = {e.name: e.value for e in template.spec.containers[0].env}
     assert cj_env["SYNC_FORCE"] == "false"  # force never sticks to the job
     reasons = [e.reason for e in syncjobs.events("quotes")]
     assert "RunForced" in reasons and "RunTriggered" in reasons

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -120,9 +121,8 @@ def test_server_side_apply_tracks_two_field_managers(k8s: client.ApiClient, name
         args = ["apply", "--server-side", f"--field-manager={manager}", "-n", namespace, "-f", "-"]
         if force:
             args.append("--force-conflicts")
-        cluster.kubectl(*args, input_=(
-            '{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared"}, "data": %s}'
-            % __import__("json").dumps(data)))
+        manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared"}, "data": data}
+        cluster.kubectl(*args, input_=json.dumps(manifest))
 
     apply("gitops", {"a": "1"})
     apply("api", {"b": "2"})
