@@ -7,6 +7,7 @@ feed these functions and send their results.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -194,17 +195,9 @@ def build_manual_job(sj: SyncJob, settings: OperatorSettings, token: str, force:
     }
 
 
-def subset_differs(desired: Any, actual: Any) -> bool:
-    """True when a field we set has another value in the live object (fields we do not set are ignored)."""
-    if isinstance(desired, dict):
-        if not isinstance(actual, dict):
-            return True
-        return any(subset_differs(v, actual.get(k)) for k, v in desired.items())
-    if isinstance(desired, list):
-        if not isinstance(actual, list) or len(desired) != len(actual):
-            return True
-        return any(subset_differs(d, a) for d, a in zip(desired, actual, strict=True))
-    return bool(desired != actual)
+def digest(obj: dict[str, Any]) -> str:
+    """A stable fingerprint of an object we build, to tell whether what we would apply has changed."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def ready_condition(previous: Condition | None, status: ConditionStatus, reason: str, message: str,

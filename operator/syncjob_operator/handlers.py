@@ -85,22 +85,30 @@ def _apply_status(body: dict[str, Any], patch: kopf.Patch, update: dict[str, Any
 
 
 def _pass(body: kopf.Body, patch: kopf.Patch, cronjob_index: kopf.Index[Any, Any],
-          job_index: kopf.Index[Any, Any], periodic: bool) -> None:
+          job_index: kopf.Index[Any, Any], periodic: bool = False, resumed: bool = False) -> None:
     key = (str(body.metadata.namespace), str(body.metadata.name))
     raw = dict(body)
-    outcome = reconciler().reconcile(raw, _one(cronjob_index, key), _all(job_index, key), periodic=periodic)
+    outcome = reconciler().reconcile(raw, _one(cronjob_index, key), _all(job_index, key), periodic=periodic,
+                                     resumed=resumed)
     _apply_status(raw, patch, outcome.status)
     _post_events(raw, outcome.events)
 
 
 @kopf.on.resume(*SYNCJOB)
+def resume_syncjob(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
+    _pass(body, patch, kwargs["cronjob_index"], kwargs["job_index"], resumed=True)
+
+
 @kopf.on.create(*SYNCJOB)
 @kopf.on.update(*SYNCJOB)
 def reconcile_syncjob(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
-    _pass(body, patch, kwargs["cronjob_index"], kwargs["job_index"], periodic=False)
+    _pass(body, patch, kwargs["cronjob_index"], kwargs["job_index"])
 
 
-@kopf.timer(*SYNCJOB, interval=float(os.environ.get("RESYNC_SECONDS", "60")), initial_delay=5)
+_RESYNC = float(os.environ.get("RESYNC_SECONDS", "60"))
+
+
+@kopf.timer(*SYNCJOB, interval=_RESYNC, initial_delay=_RESYNC)
 def resync_syncjob(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
     _pass(body, patch, kwargs["cronjob_index"], kwargs["job_index"], periodic=True)
 

@@ -14,11 +14,13 @@ from syncjob import names
 
 @lru_cache(maxsize=1)
 def api_client() -> client.ApiClient:
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()
+        config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
+        config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = 32  # kopf runs sync handlers on up to 16 threads
+    return client.ApiClient(configuration)
 
 
 def _plain(obj: Any) -> dict[str, Any]:

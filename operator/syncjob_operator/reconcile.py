@@ -83,7 +83,7 @@ def execution_status(db: Any, sj: SyncJob, jobs: list[dict[str, Any]],
                      cronjob: dict[str, Any] | None) -> dict[str, Any]:
     """The status fields that come from runs: active, last schedule, last execution and its times."""
     last = records.last_finished(db, sj.name, sj.namespace)
-    summary = None
+    summary = success = failure = None
     if last is not None:
         summary = ExecutionSummary(
             run_id=str(last["_id"]), status=ExecutionStatus(last["status"]), trigger=last.get("trigger"),
@@ -91,8 +91,8 @@ def execution_status(db: Any, sj: SyncJob, jobs: list[dict[str, Any]],
             duration_ms=last.get("execution_time"), source=last.get("source_used"),
             message=(last.get("error_message") or last.get("reason") or None),
         ).to_k8s()
-    success = records.last_time_with_status(db, sj.name, sj.namespace, ExecutionStatus.SUCCESS)
-    failure = records.last_time_with_status(db, sj.name, sj.namespace, ExecutionStatus.FAILED)
+        success = records.last_time_with_status(db, sj.name, sj.namespace, ExecutionStatus.SUCCESS)
+        failure = records.last_time_with_status(db, sj.name, sj.namespace, ExecutionStatus.FAILED)
     last_schedule = ((cronjob or {}).get("status") or {}).get("lastScheduleTime")
     out: dict[str, Any] = {
         "active": [a.to_k8s() for a in active_runs(jobs)],
@@ -108,6 +108,7 @@ class Reconciler:
     def __init__(self, settings: OperatorSettings) -> None:
         self.settings = settings
         self.scan_from: dict[str, tuple[int | None, dt.datetime]] = {}  # uid -> (generation, missed-run scan start)
+        self.applied: dict[tuple[str, str], tuple[str, int | None]] = {}  # CronJob -> (digest, generation)
 
     @property
     def db(self) -> Any:
@@ -116,9 +117,18 @@ class Reconciler:
     # -- the CronJob ------------------------------------------------------------------------------------------
 
     def ensure_cronjob(self, sj: SyncJob, outcome: Outcome, actual: dict[str, Any] | None) -> dict[str, Any] | None:
-        """Create or repair the CronJob; `actual` is the live one (from the operator's watch cache) or None."""
+        """Create or repair the CronJob; `actual` is the live one (from the operator's watch cache) or None.
+
+        The API server defaults fields we leave out, so the live spec is not compared with ours field by field.
+        Instead we remember the digest of what we applied and the generation it produced: any edit of the
+        CronJob's spec by someone else bumps its generation, and any change of ours changes the digest; either
+        way the next pass applies again (server-side apply, forced: our fields are taken back).
+        """
         desired = builders.build_cronjob(sj, self.settings)
-        if actual is not None and not builders.subset_differs(desired["spec"], actual.get("spec")):
+        digest = builders.digest(desired)
+        key = (sj.namespace, sj.name)
+        live_generation = (actual or {}).get("metadata", {}).get("generation")
+        if actual is not None and self.applied.get(key) == (digest, live_generation):
             return actual
         try:
             applied = kube.apply_cronjob(desired)
@@ -126,9 +136,12 @@ class Reconciler:
             if exc.status in (400, 422):  # e.g. a schedule the CronJob controller's parser refuses
                 raise InvalidSpecError(f"the API server refused the CronJob: {_api_message(exc)}") from exc
             raise
-        verb = "Created" if actual is None else "Updated"
-        log.info("%s CronJob %s/%s", verb, sj.namespace, sj.name)
-        outcome.events.append(("Normal", f"CronJob{verb}", f"{verb} CronJob {sj.name}"))
+        new_generation = applied["metadata"].get("generation")
+        self.applied[key] = (digest, new_generation)
+        if actual is None or new_generation != live_generation:
+            verb = "Created" if actual is None else "Updated"
+            log.info("%s CronJob %s/%s", verb, sj.namespace, sj.name)
+            outcome.events.append(("Normal", f"CronJob{verb}", f"{verb} CronJob {sj.name}"))
         return applied
 
     # -- tokens -----------------------------------------------------------------------------------------------
@@ -241,8 +254,13 @@ class Reconciler:
     # -- the whole pass ---------------------------------------------------------------------------------------
 
     def reconcile(self, body: dict[str, Any], cronjob: dict[str, Any] | None, jobs: list[dict[str, Any]],
-                  periodic: bool = False) -> Outcome:
-        """One pass. `cronjob` and `jobs` are the live objects as the operator's watches last saw them."""
+                  periodic: bool = False, resumed: bool = False) -> Outcome:
+        """One pass. `cronjob` and `jobs` are the live objects as the operator's watches last saw them.
+
+        A periodic pass is kept cheap (it runs for every SyncJob every resync period): run status comes from Job
+        events, so it only re-checks the CronJob, tokens, overdue cancels and missed runs. Orphaned records can
+        only appear while the operator is away, so they are looked for when it resumes.
+        """
         now = _now()
         sj, parse_error = parse_syncjob(body)
         if sj is None:
@@ -259,8 +277,9 @@ class Reconciler:
         self.handle_cancel(sj, jobs, outcome)
         if periodic:
             self.delete_overdue_cancels(sj, jobs)
-            self.close_orphans(sj, jobs, now)
             self.record_missed(sj, outcome, now)
+        if resumed:
+            self.close_orphans(sj, jobs, now)
         paused = sj.spec.paused
         cond = builders.ready_condition(
             sj.status.condition(names.CONDITION_READY), ConditionStatus.TRUE,
@@ -274,8 +293,10 @@ class Reconciler:
             "cronJobName": sj.name,
             "nextScheduleTime": None if paused else builders.next_schedule_time(sj.spec, now).strftime(
                 "%Y-%m-%dT%H:%M:%SZ"),
-            **execution_status(self.db, sj, jobs, cronjob),
+            "active": [a.to_k8s() for a in active_runs(jobs)],
         })
+        if not periodic:
+            outcome.status.update(execution_status(self.db, sj, jobs, cronjob))
         return outcome
 
 

@@ -121,8 +121,7 @@ def test_scheduled_run_id_matches_the_cronjob_controller_naming() -> None:
     assert builders.scheduled_run_id("quotes", t) == f"quotes-{int(t.timestamp()) // 60}"
 
 
-def test_subset_differs_ignores_fields_we_do_not_set() -> None:
-    desired = {"schedule": "* * * * *", "jobTemplate": {"spec": {"backoffLimit": 0}}}
-    live = {"schedule": "* * * * *", "suspend": False, "jobTemplate": {"spec": {"backoffLimit": 0, "x": 1}}}
-    assert not builders.subset_differs(desired, live)
-    assert builders.subset_differs(desired, {**live, "schedule": "0 * * * *"})
+def test_digest_changes_with_what_would_be_applied_only() -> None:
+    one = builders.build_cronjob(syncjob(), SETTINGS)
+    assert builders.digest(one) == builders.digest(builders.build_cronjob(syncjob(), SETTINGS))
+    assert builders.digest(one) != builders.digest(builders.build_cronjob(syncjob(paused=True), SETTINGS))
