@@ -14,6 +14,9 @@ SINGULAR = "syncjob"
 SHORT_NAMES = ["sj"]
 CRD_NAME = f"{PLURAL}.{GROUP}"
 
+# kopf's own bookkeeping annotations (diff base, progress) live under this subdomain of our group.
+KOPF_PREFIX = f"kopf.{GROUP}"
+
 # Flux-style request tokens: one new value is one action.
 REQUESTED_AT = f"{GROUP}/requested-at"
 FORCE_AT = f"{GROUP}/force-at"

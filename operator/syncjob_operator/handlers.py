@@ -34,6 +34,7 @@ log = logging.getLogger("syncjob_operator")
 SYNCJOB = (names.GROUP, names.VERSION, names.PLURAL)
 OWNED = {names.LABEL_SYNCJOB: kopf.PRESENT}
 
+IndexEntry = dict[tuple[str | None, str], dict[str, Any]]
 _reconciler: Reconciler | None = None
 
 
@@ -47,10 +48,12 @@ def reconciler() -> Reconciler:
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     cfg = get_settings()
-    settings.persistence.finalizer = f"{names.GROUP}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP)
+    # kopf's bookkeeping goes under a subdomain of our group, not the group itself: kopf leaves every annotation
+    # that shares a prefix with its storage out of its diffs, and our request tokens must trigger handlers.
+    settings.persistence.finalizer = f"{names.KOPF_PREFIX}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=names.GROUP, key="last-handled-configuration")
+        prefix=names.KOPF_PREFIX, key="last-handled-configuration")
     settings.watching.server_timeout = cfg.server_timeout_seconds
     settings.watching.client_timeout = cfg.server_timeout_seconds + 30
     settings.watching.connect_timeout = 30
@@ -114,23 +117,32 @@ def resync_syncjob(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
 
 
 @kopf.index(*SYNCJOB)
-def syncjob_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str | None, str], dict[str, Any]]:
+def syncjob_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> IndexEntry:
     return {(namespace, name): {"metadata": dict(body.metadata), "spec": dict(body.spec),
                                 "status": dict(body.status), "apiVersion": body.get("apiVersion"),
                                 "kind": body.get("kind")}}
 
 
+# The CronJob and Job indexes keep only what a pass reads, to keep memory flat with thousands of SyncJobs.
 @kopf.index("batch", "v1", "cronjobs", labels=OWNED)
-def cronjob_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str | None, str], dict[str, Any]]:
-    return {(namespace, name): {"metadata": dict(body.metadata), "spec": dict(body.spec),
-                                "status": dict(body.status)}}
+def cronjob_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> IndexEntry:
+    meta = body.metadata
+    return {(namespace, name): {
+        "metadata": {"name": name, "uid": meta.uid, "generation": meta.get("generation")},
+        "status": {"lastScheduleTime": body.status.get("lastScheduleTime")},
+    }}
 
 
 @kopf.index("batch", "v1", "jobs", labels=OWNED)
-def job_index(namespace: str | None, labels: Mapping[str, str], body: kopf.Body,
-              **_: Any) -> dict[tuple[str | None, str], dict[str, Any]]:
-    return {(namespace, labels[names.LABEL_SYNCJOB]): {"metadata": dict(body.metadata),
-                                                      "status": dict(body.status)}}
+def job_index(namespace: str | None, name: str, labels: Mapping[str, str], body: kopf.Body,
+              **_: Any) -> IndexEntry:
+    meta = body.metadata
+    return {(namespace, labels[names.LABEL_SYNCJOB]): {
+        "metadata": {"name": name, "deletionTimestamp": meta.get("deletionTimestamp"),
+                     "creationTimestamp": meta.get("creationTimestamp")},
+        "status": {"conditions": [{"type": c.get("type"), "status": c.get("status")}
+                                  for c in body.status.get("conditions") or []]},
+    }}
 
 
 def _one(index: kopf.Index[Any, Any], key: tuple[str, str]) -> dict[str, Any] | None:
