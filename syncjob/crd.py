@@ -96,7 +96,7 @@ PRINTER_COLUMNS = [
     {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
     {"name": "Last Status", "type": "string", "jsonPath": ".status.lastExecution.status"},
     {"name": "Last Run", "type": "date", "jsonPath": ".status.lastScheduleTime"},
-    {"name": "Next Run", "type": "date", "jsonPath": ".status.nextScheduleTime", "priority": 0},
+    {"name": "Next Run", "type": "date", "jsonPath": ".status.nextScheduleTime"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

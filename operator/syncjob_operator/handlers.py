@@ -88,24 +88,26 @@ def _apply_status(body: dict[str, Any], patch: kopf.Patch, update: dict[str, Any
 
 
 def _pass(body: kopf.Body, patch: kopf.Patch, cronjob_index: kopf.Index[Any, Any],
-          job_index: kopf.Index[Any, Any], periodic: bool = False, resumed: bool = False) -> None:
+          job_index: kopf.Index[Any, Any], periodic: bool = False, resumed: bool = False,
+          first_sight: bool = False) -> None:
     key = (str(body.metadata.namespace), str(body.metadata.name))
     raw = dict(body)
     outcome = reconciler().reconcile(raw, _one(cronjob_index, key), _all(job_index, key), periodic=periodic,
-                                     resumed=resumed)
+                                     resumed=resumed, runs=first_sight)
     _apply_status(raw, patch, outcome.status)
     _post_events(raw, outcome.events)
 
 
-@kopf.on.resume(*SYNCJOB)
-def resume_syncjob(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
-    _pass(body, patch, kwargs["cronjob_index"], kwargs["job_index"], resumed=True)
-
-
-@kopf.on.create(*SYNCJOB)
-@kopf.on.update(*SYNCJOB)
-def reconcile_syncjob(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
-    _pass(body, patch, kwargs["cronjob_index"], kwargs["job_index"])
+@kopf.on.event(*SYNCJOB)
+def reconcile_syncjob(event: kopf.RawEvent, body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
+    """Every SyncJob event runs one level-based pass. The pass compares what is with what should be (the CronJob
+    digest, tokens against status.lastHandled*), so it needs no diff base: no bookkeeping annotation is written,
+    and the status write it causes comes back as an event that changes nothing."""
+    if event["type"] == "DELETED" or body.metadata.get("deletionTimestamp"):
+        return  # the garbage collector removes the CronJob and its Jobs
+    first_sight = event["type"] in (None, "ADDED")  # None: the initial listing after an operator (re)start
+    _pass(body, patch, kwargs["cronjob_index"], kwargs["job_index"], resumed=event["type"] is None,
+          first_sight=first_sight)
 
 
 _RESYNC = float(os.environ.get("RESYNC_SECONDS", "60"))

@@ -254,12 +254,13 @@ class Reconciler:
     # -- the whole pass ---------------------------------------------------------------------------------------
 
     def reconcile(self, body: dict[str, Any], cronjob: dict[str, Any] | None, jobs: list[dict[str, Any]],
-                  periodic: bool = False, resumed: bool = False) -> Outcome:
+                  periodic: bool = False, resumed: bool = False, runs: bool = False) -> Outcome:
         """One pass. `cronjob` and `jobs` are the live objects as the operator's watches last saw them.
 
-        A periodic pass is kept cheap (it runs for every SyncJob every resync period): run status comes from Job
-        events, so it only re-checks the CronJob, tokens, overdue cancels and missed runs. Orphaned records can
-        only appear while the operator is away, so they are looked for when it resumes.
+        Passes are kept cheap (they run on every event and for every SyncJob every resync period): the status
+        that comes from runs (last execution, last success and failure) is refreshed by Job events, and read from
+        MongoDB here only when asked (`runs`: the first sight of a SyncJob). Orphaned records can only appear while
+        the operator is away, so they are looked for when it resumes.
         """
         now = _now()
         sj, parse_error = parse_syncjob(body)
@@ -295,7 +296,7 @@ class Reconciler:
                 "%Y-%m-%dT%H:%M:%SZ"),
             "active": [a.to_k8s() for a in active_runs(jobs)],
         })
-        if not periodic:
+        if runs:
             outcome.status.update(execution_status(self.db, sj, jobs, cronjob))
         return outcome
 

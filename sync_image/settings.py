@@ -1,0 +1,137 @@
+"""The pod contract, parsed: the only inputs the sync image reads (DESIGN.md, "The pod contract").
+
+The environment variables are fixed by the operator that renders the pod. Tunables that are not part of the
+contract (batch sizes, error ratio, heartbeat interval, retry budget, tushare quotas) are optional keys of
+SYNC_OPTIONS next to the task's own parameters, with defaults here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from sync_image import codes as codelib
+from syncjob.model import Source, Task
+
+DEFAULT_DATABASE = "tradingagents"
+
+
+class SyncOptions(BaseModel):
+    """SYNC_OPTIONS: task parameters and tunables. Unknown keys are kept and reported as a warning."""
+
+    model_config = ConfigDict(extra="allow")
+
+    codes: list[str] | None = Field(default=None, description="Limit the run to these codes (any spelling).")
+    incremental: bool = Field(default=True, description="daily: start each symbol after its last stored bar.")
+    start_date: dt.date | None = Field(default=None, description="daily: back-fill start for symbols with no bars "
+                                       "(or the range start when not incremental).")
+    end_date: dt.date | None = Field(default=None, description="daily: last date to fetch (default today).")
+    backfill_days: int = Field(default=30, ge=1, le=20000, description="daily: back-fill depth without start_date.")
+    periods: int = Field(default=4, ge=1, le=80, description="financial: report periods per symbol.")
+    file_dir: str | None = Field(default=None, description="file source: folder (default: the shipped sample).")
+    batch_size: int = Field(default=50, ge=1, le=10000, description="Symbols per fetch batch (per fallback try).")
+    write_batch_size: int = Field(default=1000, ge=1, le=100000, description="Documents per bulk write.")
+    max_error_ratio: float = Field(default=0.1, ge=0.0, le=1.0,
+                                   description="A run with more failed items than this share is failed.")
+    heartbeat_seconds: float = Field(default=10.0, gt=0, le=15.0, description="Heartbeat interval (at most 15 s).")
+    progress_interval_seconds: float = Field(default=1.0, ge=1.0, description="Minimum time between progress writes.")
+    mongo_retry_seconds: float = Field(default=300.0, ge=0, description="How long to retry MongoDB before failing.")
+    source_timeout_seconds: float = Field(default=30.0, gt=0, description="Network timeout of each source call.")
+    tushare_rate_limits: dict[str, int] = Field(default_factory=dict,
+                                                description="Calls per minute per tushare API, e.g. {daily: 500}.")
+
+    @field_validator("codes")
+    @classmethod
+    def _canonical_codes(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        return list(dict.fromkeys(codelib.normalise(c) for c in value))
+
+    @property
+    def unknown_keys(self) -> list[str]:
+        return sorted((self.model_extra or {}).keys())
+
+
+def _flag(value: Any) -> Any:
+    if isinstance(value, str) and value.strip() == "":
+        return False
+    return value
+
+
+class PodSettings(BaseSettings):
+    """The pod's environment. Names are the contract's, exactly."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", populate_by_name=True)
+
+    namespace: str = Field(validation_alias="SYNCJOB_NAMESPACE", min_length=1)
+    job_name: str = Field(validation_alias="SYNCJOB_NAME", min_length=1)
+    task: Task = Field(validation_alias="SYNC_TASK")
+    sources: Annotated[list[Source], NoDecode] = Field(validation_alias="SYNC_SOURCES", min_length=1)
+    options: Annotated[SyncOptions, NoDecode] = Field(default_factory=SyncOptions, validation_alias="SYNC_OPTIONS")
+    trading_hours_only: bool = Field(default=False, validation_alias="SYNC_TRADING_HOURS_ONLY")
+    force: bool = Field(default=False, validation_alias="SYNC_FORCE")
+    trigger: str = Field(default="schedule", validation_alias="SYNC_TRIGGER", pattern="^(schedule|manual)$")
+    run_id: str = Field(validation_alias="SYNC_RUN_ID", min_length=1)
+    scheduled_time: dt.datetime | None = Field(default=None, validation_alias="SYNC_SCHEDULED_TIME")
+    mongo_uri: str = Field(validation_alias="MONGO_URI", min_length=1)
+    tushare_token: str = Field(default="", validation_alias="TUSHARE_TOKEN", repr=False)
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _split_sources(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            names = [part.strip() for part in value.split(",") if part.strip()]
+            if len(set(names)) != len(names):
+                raise ValueError("SYNC_SOURCES repeats a source")
+            return names
+        return value
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _parse_options(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return {}
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"SYNC_OPTIONS is not valid JSON: {exc}") from exc
+            if not isinstance(parsed, dict):
+                raise ValueError("SYNC_OPTIONS must be a JSON object")
+            return parsed
+        return value
+
+    @field_validator("trading_hours_only", "force", mode="before")
+    @classmethod
+    def _blank_is_false(cls, value: Any) -> Any:
+        return _flag(value)
+
+    @field_validator("trigger", mode="before")
+    @classmethod
+    def _default_trigger(cls, value: Any) -> Any:
+        return "schedule" if value in (None, "") else value
+
+    @field_validator("scheduled_time", mode="before")
+    @classmethod
+    def _blank_time(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("scheduled_time")
+    @classmethod
+    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("SYNC_SCHEDULED_TIME must be RFC 3339 with a time zone")
+        return value.astimezone(dt.UTC) if value is not None else None
+
+
+def describe_error(exc: ValidationError) -> str:
+    """A validation error as one line naming the environment variables at fault."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "environment"
+        parts.append(f"{where}: {error['msg']}")
+    return "invalid pod configuration: " + "; ".join(parts)

@@ -1,0 +1,136 @@
+"""The one interface every data source implements, and what a source says about itself.
+
+Like an httpx transport: the tasks talk to a `Source`, never to a library. The real adapters wrap tushare, akshare
+and baostock; `file` reads canonical files; `FallbackSource` is itself a source that tries several in priority
+order; `fake` feeds an adapter DataFrames in each library's real shape, for tests.
+
+Every method returns a canonical frame (`sync_image.schema`) or raises a `SourceError`; a frame with no rows is
+never returned: the adapter raises `SourceEmpty` instead, so "returned nothing" moves the work on like any failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import pandas as pd
+
+from sync_image.errors import FeatureNotSupported, SourceEmpty
+
+FEATURES = ("basics", "quotes", "daily", "financial", "calendar", "status")
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What the registry says about a source."""
+
+    name: str
+    title: str
+    markets: tuple[str, ...]
+    needs_key: bool
+    free: bool
+    features: frozenset[str]
+    notes: str = ""
+
+    def to_doc(self) -> dict[str, object]:
+        return {"name": self.name, "title": self.title, "markets": list(self.markets), "needs_key": self.needs_key,
+                "free": self.free, "features": sorted(self.features), "notes": self.notes}
+
+
+@dataclass
+class Probe:
+    """The result of a status check: can we connect, may we use it, how fast did it answer."""
+
+    source: str
+    available: bool
+    permission: bool
+    latency_ms: float | None
+    error_class: str | None = None
+    message: str = ""
+    details: dict[str, object] = field(default_factory=dict)
+
+
+class Source(ABC):
+    """A market-data source. Methods raise `SourceError` subclasses; none returns an empty frame."""
+
+    info: ClassVar[SourceInfo]
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def open(self) -> None:  # noqa: B027 - most sources need no session
+        """Log in or connect; called once before the first request. Idempotent."""
+
+    def close(self) -> None:  # noqa: B027 - most sources need no session
+        """Log out or disconnect. Idempotent and never raises."""
+
+    def stock_list(self) -> pd.DataFrame:
+        """Listed A-shares, canonical `basics` columns."""
+        raise self.unsupported("basics")
+
+    def quotes(self, codes: Sequence[str]) -> pd.DataFrame:
+        """The latest snapshot for these codes, canonical `quotes` columns."""
+        raise self.unsupported("quotes")
+
+    def daily(self, codes: Sequence[str], start: dt.date, end: dt.date) -> pd.DataFrame:
+        """Unadjusted daily bars for these codes from start to end inclusive, canonical `daily` columns."""
+        raise self.unsupported("daily")
+
+    def financial(self, codes: Sequence[str], periods: int) -> pd.DataFrame:
+        """Key indicators for the latest `periods` report periods, canonical `financial` columns."""
+        raise self.unsupported("financial")
+
+    def trading_days(self, start: dt.date, end: dt.date) -> list[dt.date]:
+        """The exchange's trading days from start to end inclusive."""
+        raise self.unsupported("calendar")
+
+    @abstractmethod
+    def probe(self) -> Probe:
+        """Check connectivity, permission and latency without raising."""
+
+    def unsupported(self, feature: str, detail: str = "") -> FeatureNotSupported:
+        return FeatureNotSupported(f"{self.name} does not provide {feature}{detail}", source=self.name)
+
+    def empty(self, what: str) -> SourceEmpty:
+        return SourceEmpty(f"{self.name} returned no rows for {what}", source=self.name)
+
+
+def describe_codes(codes: Sequence[str], limit: int = 3) -> str:
+    shown = ",".join(codes[:limit])
+    return shown + (f",…(+{len(codes) - limit})" if len(codes) > limit else "")
+
+
+class RateLimiter:
+    """At most `per_minute` calls in any 60 s window: callers block until a call is allowed (tushare quotas)."""
+
+    def __init__(
+        self, per_minute: int, clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if per_minute <= 0:
+            raise ValueError("per_minute must be positive")
+        self.per_minute = per_minute
+        self._clock = clock
+        self._sleep = sleep
+        self._calls: list[float] = []
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Wait for a free slot; return how long we waited."""
+        waited = 0.0
+        with self._lock:
+            while True:
+                now = self._clock()
+                self._calls = [t for t in self._calls if now - t < 60.0]
+                if len(self._calls) < self.per_minute:
+                    self._calls.append(now)
+                    return waited
+                delay = 60.0 - (now - self._calls[0]) + 0.01
+                self._sleep(delay)
+                waited += delay

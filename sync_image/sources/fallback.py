@@ -1,0 +1,133 @@
+"""The fallback chain: a source made of sources, tried in the SyncJob's priority order for every batch.
+
+Each call (one batch of work) starts again at the most preferred source that is still usable, so a source that
+comes back after a blip is used again. A `SourceError` moves the call to the next source; every try is recorded
+as an `Attempt` (source, error class, message, batch) for the execution record. A source that refused permission
+for a feature, or does not offer it at all, is not asked again for that feature in this run. Errors that are not
+`SourceError`s (bugs, `RunInterrupted`) are not caught here: they stop the run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+
+from sync_image.errors import (
+    AllSourcesFailed,
+    Attempt,
+    FeatureNotSupported,
+    SourceError,
+    SourcePermissionDenied,
+    classify_exception,
+)
+from sync_image.sources.base import Probe, Source, SourceInfo
+
+log = logging.getLogger(__name__)
+MAX_RECORDED_ATTEMPTS = 500  # keeps the execution record far below MongoDB's 16 MB document limit
+
+
+class FallbackSource(Source):
+    """Tries `sources` in order; the first that delivers wins the batch."""
+
+    info = SourceInfo(name="fallback", title="Fallback chain", markets=("SH", "SZ", "BJ"), needs_key=False,
+                      free=True, features=frozenset())
+
+    def __init__(self, sources: Sequence[Source]) -> None:
+        if not sources:
+            raise ValueError("a fallback chain needs at least one source")
+        self.sources = list(sources)
+        self.attempts: list[Attempt] = []
+        self.attempts_dropped = 0
+        self.rows_by_source: Counter[str] = Counter()
+        self.batch: int | None = None
+        self._disabled: dict[str, set[str]] = {}  # feature -> sources not to ask again
+        self._opened: set[str] = set()
+
+    def record(self, attempt: Attempt) -> None:
+        """Add an attempt to the list the execution record shows."""
+        if len(self.attempts) < MAX_RECORDED_ATTEMPTS:
+            self.attempts.append(attempt)
+        else:
+            self.attempts_dropped += 1
+
+    def call(self, feature: str, fetch: Callable[[Source], pd.DataFrame]) -> tuple[pd.DataFrame, str]:
+        """Run `fetch` on each usable source in order; return the first frame and who delivered it."""
+        errors: list[SourceError] = []
+        disabled = self._disabled.setdefault(feature, set())
+        for source in self.sources:
+            if source.name in disabled:
+                continue
+            if feature not in source.info.features:
+                disabled.add(source.name)
+                error: SourceError = FeatureNotSupported(f"{source.name} does not provide {feature}",
+                                                         source=source.name)
+                self.record(Attempt(source.name, type(error).__name__, error.message, self.batch))
+                errors.append(error)
+                continue
+            try:
+                if source.name not in self._opened:
+                    source.open()
+                    self._opened.add(source.name)
+                frame = fetch(source)
+            except SourceError as exc:
+                error = exc
+            except Exception as exc:  # an adapter let a library error through: treat it as that source failing
+                error = classify_exception(exc, source.name)
+            else:
+                self.record(Attempt(source.name, None, f"delivered {len(frame)} rows", self.batch, len(frame)))
+                self.rows_by_source[source.name] += len(frame)
+                return frame, source.name
+            error.source = error.source or source.name
+            errors.append(error)
+            self.record(Attempt(source.name, type(error).__name__, error.message, self.batch))
+            log.warning("Source %s failed for %s (batch %s): %s: %s", source.name, feature, self.batch,
+                        type(error).__name__, error.message)
+            if isinstance(error, SourcePermissionDenied) or (
+                isinstance(error, FeatureNotSupported) and " for " not in error.message
+            ):
+                disabled.add(source.name)
+        summary = "; ".join(f"{e.source}: {type(e).__name__}" for e in errors) or "no usable source"
+        raise AllSourcesFailed(f"every source failed for {feature}: {summary}", errors)
+
+    def close(self) -> None:
+        for source in self.sources:
+            source.close()
+
+    @property
+    def source_used(self) -> str | None:
+        """The source that delivered the most rows."""
+        return self.rows_by_source.most_common(1)[0][0] if self.rows_by_source else None
+
+    # The Source interface, so a chain can stand wherever one source can.
+    def stock_list(self) -> pd.DataFrame:
+        return self.call("basics", lambda s: s.stock_list())[0]
+
+    def quotes(self, codes: Sequence[str]) -> pd.DataFrame:
+        return self.call("quotes", lambda s: s.quotes(codes))[0]
+
+    def daily(self, codes: Sequence[str], start: dt.date, end: dt.date) -> pd.DataFrame:
+        return self.call("daily", lambda s: s.daily(codes, start, end))[0]
+
+    def financial(self, codes: Sequence[str], periods: int) -> pd.DataFrame:
+        return self.call("financial", lambda s: s.financial(codes, periods))[0]
+
+    def trading_days(self, start: dt.date, end: dt.date) -> list[dt.date]:
+        errors: list[SourceError] = []
+        for source in self.sources:
+            if "calendar" not in source.info.features:
+                continue
+            try:
+                source.open()
+                return source.trading_days(start, end)
+            except SourceError as exc:
+                errors.append(exc)
+        raise AllSourcesFailed("no source answered the trading calendar", errors)
+
+    def probe(self) -> Probe:
+        probes = [s.probe() for s in self.sources]
+        best = next((p for p in probes if p.available and p.permission), probes[0])
+        return best
