@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import datetime as dt
 import json
 import os
 import statistics
@@ -20,15 +21,17 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
-from typing import Any
 
 import yaml
 from kubernetes import client, config, watch
-
-from syncjob import names
 from syncjob_operator import builders
 from syncjob_operator.settings import OperatorSettings
+
+from syncjob import names
+from syncjob.model import SyncJob
+from syncjob.runs import manual_run_id
 from testbed.cluster import LocalCluster
 from testbed.mongo import MongoServer
 from testbed.procs import Process, free_port, wait_until
@@ -37,7 +40,7 @@ from tests.conftest import CRD_FILE, make_syncjob
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 class JobWatcher(threading.Thread):
@@ -99,8 +102,6 @@ def main() -> None:
         settings = OperatorSettings(mongo_uri=uri)
         cronjobs = []
         for m in manifests:
-            from syncjob.model import SyncJob
-
             sj = SyncJob.from_k8s({**m, "metadata": {"name": m["metadata"]["name"], "namespace": "bench-floor",
                                                      "uid": "00000000-0000-0000-0000-000000000000"}})
             cj = builders.build_cronjob(sj, settings)
@@ -119,8 +120,6 @@ def main() -> None:
                "OPERATOR_NAMESPACE": "bench", "SYNC_COMMAND": json.dumps(["true"]),
                "LIVENESS_ENDPOINT": f"http://127.0.0.1:{port}/healthz"}
         operator = Process("operator", [sys.executable, "-m", "syncjob_operator"], work, env=env).start()
-        import urllib.request
-
         wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).status == 200,
                    60, "operator", process=operator)
         sj_file = work / "syncjobs.yaml"
@@ -151,7 +150,7 @@ def main() -> None:
             job = builders.build_manual_job(
                 SyncJob.from_k8s(custom.get_namespaced_custom_object(names.GROUP, names.VERSION, "bench",
                                                                      names.PLURAL, name)),
-                settings, f"floor-{i}", False, None, __import__("datetime").datetime.now())
+                settings, f"floor-{i}", False, None, dt.datetime.now(dt.UTC))
             job["metadata"]["name"] = f"floor-{i:04d}"
             t = time.monotonic()
             batch.create_namespaced_job("bench", job)
@@ -159,8 +158,6 @@ def main() -> None:
             t = time.monotonic()
             custom.patch_namespaced_custom_object(names.GROUP, names.VERSION, "bench", names.PLURAL, name,
                                                   {"metadata": {"annotations": {names.REQUESTED_AT: token}}})
-            from syncjob.runs import manual_run_id
-
             ours_lat.append(wait_for(manual_run_id(name, token), watcher) - t)
         rss_kb = int(next(line.split()[1] for line in Path(f"/proc/{operator.pid}/status").read_text().splitlines()
                           if line.startswith("VmRSS")))

@@ -76,8 +76,20 @@ def index_models(spec: CollectionSpec, retention_days: int = DEFAULT_RETENTION_D
 def ensure_indexes(
     db: Database[Any], specs: tuple[CollectionSpec, ...], retention_days: int = DEFAULT_RETENTION_DAYS
 ) -> None:
-    """Create the indexes of these collections (idempotent)."""
+    """Create the indexes of these collections (idempotent); a changed retention updates the TTL in place."""
     for spec in specs:
         models = index_models(spec, retention_days)
+        if spec.ttl_field:
+            _set_retention(db, spec, retention_days)
         if models:
             db[spec.name].create_indexes(models)
+
+
+def _set_retention(db: Database[Any], spec: CollectionSpec, retention_days: int) -> None:
+    """createIndex refuses to change expireAfterSeconds of an existing index; collMod changes it."""
+    seconds = retention_days * 86400
+    if spec.name not in db.list_collection_names():
+        return
+    for name, info in db[spec.name].index_information().items():
+        if "expireAfterSeconds" in info and info["expireAfterSeconds"] != seconds:
+            db.command("collMod", spec.name, index={"name": name, "expireAfterSeconds": seconds})

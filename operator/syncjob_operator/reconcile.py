@@ -159,8 +159,9 @@ class Reconciler:
         user = ann.get(names.REQUESTED_BY)
         if created:
             log.info("Created Job %s/%s for request %s%s", sj.namespace, run_id, token, " (forced)" if force else "")
-            records.audit(self.db, job_id=sj.name, namespace=sj.namespace, action="trigger", status="success",
-                          user=user, details={"token": token, "force": force, "run_id": run_id})
+            if user is None:  # the API audits the requests it makes; kubectl users are audited here
+                records.audit(self.db, job_id=sj.name, namespace=sj.namespace, action="trigger", status="success",
+                              details={"token": token, "force": force, "run_id": run_id})
             outcome.events.append(("Normal", "RunForced" if force else "RunTriggered",
                                    f"Started {'forced ' if force else ''}run {run_id} for request {token}"))
         outcome.status["lastHandledRequestedAt"] = token
@@ -182,8 +183,9 @@ class Reconciler:
         if self.settings.cancel_grace_seconds == 0:
             for run_id in asked:
                 kube.delete_job(sj.namespace, run_id)
-        records.audit(self.db, job_id=sj.name, namespace=sj.namespace, action="cancel", status="success",
-                      user=ann.get(names.REQUESTED_BY), details={"token": token, "runs": asked})
+        if ann.get(names.REQUESTED_BY) is None:
+            records.audit(self.db, job_id=sj.name, namespace=sj.namespace, action="cancel", status="success",
+                          details={"token": token, "runs": asked})
         message = f"Requested cancellation of {', '.join(asked)}" if asked else "No active run to cancel"
         log.info("%s for SyncJob %s/%s (token %s)", message, sj.namespace, sj.name, token)
         outcome.events.append(("Normal", "RunCancelled" if asked else "NothingToCancel", message))

@@ -171,11 +171,15 @@ def last_time_with_status(db: Database[Any], job_id: str, namespace: str,
     return doc.get("finished_at") if doc else None
 
 
-def audit(db: Database[Any], *, job_id: str, namespace: str, action: str, status: str, user: str | None,
+def audit(db: Database[Any], *, job_id: str, namespace: str, action: str, status: str,
           details: dict[str, Any], error_message: str | None = None) -> None:
-    """Actions taken through kubectl annotations reach the same audit trail as the API's."""
+    """Actions requested with kubectl annotations reach the same audit trail as the API's own entries.
+
+    Kubernetes does not tell a controller who set an annotation; the user is recorded as `kubectl` and the API
+    server's audit log has the name.
+    """
     db[mongo.HISTORY].insert_one({
-        "job_id": job_id, "namespace": namespace, "action": action, "status": status, "user": user or "kubectl",
-        "via": "api" if user else "kubectl", "details": details, "error_message": error_message,
+        "job_id": job_id, "target": job_id, "namespace": namespace, "action": action, "status": status,
+        "user": "kubectl", "via": "kubectl", "details": details, "error_message": error_message,
         "timestamp": utcnow(),
     })

@@ -28,3 +28,12 @@ def test_scheduler_indexes_include_ttl_for_retention(mongo_db: Database[Any]) ->
     assert [i["expireAfterSeconds"] for i in ttl] == [7 * 86400]
     mongo.ensure_indexes(mongo_db, mongo.SCHEDULER_COLLECTIONS, retention_days=7)  # idempotent
     assert mongo_db[mongo.EXECUTIONS].index_information() == info
+
+
+def test_changing_retention_updates_the_ttl_of_existing_indexes(mongo_db: Database[Any]) -> None:
+    mongo.ensure_indexes(mongo_db, mongo.SCHEDULER_COLLECTIONS, retention_days=180)
+    mongo.ensure_indexes(mongo_db, mongo.SCHEDULER_COLLECTIONS, retention_days=30)
+    for collection in (mongo.EXECUTIONS, mongo.HISTORY):
+        ttl = [i["expireAfterSeconds"] for i in mongo_db[collection].index_information().values()
+               if "expireAfterSeconds" in i]
+        assert ttl == [30 * 86400]

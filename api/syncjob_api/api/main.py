@@ -1,0 +1,13 @@
+"""The /api/scheduler router: every resource router under the seed's prefix."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from syncjob_api.api.routes import executions, history, jobs, system
+
+api_router = APIRouter(prefix="/api/scheduler")
+api_router.include_router(jobs.router)
+api_router.include_router(executions.router)
+api_router.include_router(history.router)
+api_router.include_router(system.router)

@@ -1,0 +1,151 @@
+"""/api/scheduler/executions: the execution records of every job, and the three record mutations (admin only):
+cancel a running run, mark a run whose pod is gone as failed, delete a finished record."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+
+from syncjob import names
+from syncjob.executions import close_if_running, utcnow
+from syncjob.model import ExecutionStatus
+from syncjob_api import models
+from syncjob_api.api import responses
+from syncjob_api.api.deps import (
+    AdminUser,
+    Ctx,
+    CurrentUser,
+    ExecutionIdPath,
+    Limit200,
+    MongoDep,
+    Offset,
+    audited_action,
+)
+from syncjob_api.models import Envelope
+from syncjob_api.services import audit, executions, kubeops
+from syncjob_api.services.jobs import normalise, stored_ids
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/executions", tags=["executions"])
+
+JobIdQuery = Annotated[str | None, Query(
+    pattern=models.JOB_ID_PATTERN, max_length=models.JOB_ID_MAX,
+    description="Only this job's runs (SyncJob name or the incumbent's underscore id).",
+)]
+
+
+@router.get("", response_model=Envelope[models.ExecutionPage], responses=responses.READ,
+            summary="List executions")
+def list_executions(
+    user: CurrentUser, ctx: Ctx, db: MongoDep, job_id: JobIdQuery = None,
+    status: Annotated[models.ExecutionStatusFilter | None, Query(description="Only runs in this status.")] = None,
+    is_manual: Annotated[bool | None, Query(description="true: manual runs only; false: scheduled only.")] = None,
+    limit: Limit200 = 50,
+    offset: Offset = 0,
+) -> Envelope[models.ExecutionPage]:
+    """Execution records of every job (records outlive their SyncJob until the retention expires), newest first."""
+    ids = stored_ids(normalise(job_id)) if job_id else None
+    query = executions.build_query(ids, None, status, is_manual)
+    data = executions.page(db, query, limit, offset, ctx.tz_for)
+    return Envelope[models.ExecutionPage](data=data, message=f"获取到 {len(data.items)} 条执行记录")
+
+
+@router.post("/{execution_id}/cancel", response_model=Envelope[models.CancelResult], responses=responses.MUTATE,
+             summary="Cancel a running execution", openapi_extra=audited_action(models.Action.CANCEL))
+def cancel_execution(user: AdminUser, ctx: Ctx, db: MongoDep,
+                     execution_id: ExecutionIdPath) -> Envelope[models.CancelResult]:
+    """Admin. Flags the record (the pod stops cooperatively) and sets a cancel-at token scoped to this run on its
+    SyncJob (the operator deletes the Job if the pod does not stop within the grace period). 409 unless running."""
+    with audit.audited(db, action=models.Action.CANCEL, user=user.user, target=execution_id, job_id=None) as a:
+        doc = executions.find(db, execution_id)
+        run_id = str(doc["_id"])
+        job_name = doc.get("job_id") if isinstance(doc.get("job_id"), str) else None
+        namespace = doc.get("namespace") if isinstance(doc.get("namespace"), str) else None
+        a.job_id, a.namespace = job_name, namespace
+        executions.require_running(doc, execution_id, "cancel")
+        now = utcnow()
+        flagged = executions.collection(db).update_one(
+            {"_id": doc["_id"], "status": ExecutionStatus.RUNNING.value},
+            {"$set": {"cancel_requested": True, "cancel_requested_at": now, "cancel_requested_by": user.user,
+                      "updated_at": now}},
+        )
+        if flagged.matched_count == 0:
+            raise HTTPException(409, f"Cannot cancel execution {execution_id}: it finished meanwhile")
+        token: str | None = None
+        if job_name and namespace:
+            token = kubeops.new_token()
+            a.details = {"token": token, "run_id": run_id}
+            annotations = {names.CANCEL_AT: token, names.CANCEL_RUNS: f"{token}={run_id}",
+                           names.REQUESTED_BY: user.user}
+            try:
+                patched = kubeops.patch_syncjob(ctx.kube, namespace, job_name,
+                                                {"metadata": {"annotations": annotations}})
+                ctx.cache.observe(patched)
+            except HTTPException as exc:
+                if exc.status_code != 404:
+                    raise
+                token = None  # the SyncJob is gone: the flag on the record is all there is to set
+                a.details = {"run_id": run_id, "syncjob": "not found"}
+    log.info("Requested cancellation of run %s of SyncJob %s/%s (token %s, by %s)", run_id, namespace, job_name,
+             token, user.user)
+    return Envelope[models.CancelResult](
+        data=models.CancelResult(execution_id=run_id, job_id=job_name, cancel_requested=True, token=token),
+        message="已设置取消标记，任务将在下次检查时停止",  # noqa: RUF001 (the seed's message)
+    )
+
+
+@router.post("/{execution_id}/mark-failed", response_model=Envelope[models.MarkFailedResult],
+             responses=responses.MUTATE, summary="Mark a stuck execution failed",
+             openapi_extra=audited_action(models.Action.MARK_FAILED))
+def mark_failed(
+    user: AdminUser, ctx: Ctx, db: MongoDep, execution_id: ExecutionIdPath,
+    reason: Annotated[str, Query(min_length=1, max_length=500, description="Why; stored as the error message.")]
+    = "用户手动标记为失败",
+) -> Envelope[models.MarkFailedResult]:
+    """Admin. Only for a record that is running while no pod of its Job is Pending or Running (409 otherwise):
+    it is closed as failed with the reason. Finished records keep their verdict."""
+    with audit.audited(db, action=models.Action.MARK_FAILED, user=user.user, target=execution_id, job_id=None) as a:
+        doc = executions.find(db, execution_id)
+        run_id = str(doc["_id"])
+        a.job_id = doc.get("job_id") if isinstance(doc.get("job_id"), str) else None
+        namespace = doc.get("namespace") if isinstance(doc.get("namespace"), str) else None
+        a.namespace = namespace
+        a.details = {"reason": reason}
+        executions.require_running(doc, execution_id, "mark failed")
+        if namespace:
+            alive = kubeops.live_pods(ctx.kube, namespace, run_id)
+            if alive:
+                raise HTTPException(409, f"Cannot mark execution {execution_id} failed: its pod is alive "
+                                         f"({', '.join(alive)}); cancel it instead")
+        closed = close_if_running(executions.collection(db), doc["_id"], ExecutionStatus.FAILED,
+                                  error_message=reason, reason="MarkedFailed", marked_failed_by=user.user)
+        if not closed:
+            raise HTTPException(409, f"Cannot mark execution {execution_id} failed: it finished meanwhile")
+    log.info("Marked run %s failed (by %s): %s", run_id, user.user, reason)
+    return Envelope[models.MarkFailedResult](
+        data=models.MarkFailedResult(execution_id=run_id, status=ExecutionStatus.FAILED.value, reason=reason),
+        message="已标记为失败状态",
+    )
+
+
+@router.delete("/{execution_id}", response_model=Envelope[models.DeleteResult], responses=responses.MUTATE,
+               summary="Delete a finished execution record", openapi_extra=audited_action(models.Action.DELETE))
+def delete_execution(user: AdminUser, db: MongoDep,
+                     execution_id: ExecutionIdPath) -> Envelope[models.DeleteResult]:
+    """Admin. Deletes a record that is not running (409 for a running one: cancel or mark it failed first)."""
+    with audit.audited(db, action=models.Action.DELETE, user=user.user, target=execution_id, job_id=None) as a:
+        doc = executions.find(db, execution_id)
+        a.job_id = doc.get("job_id") if isinstance(doc.get("job_id"), str) else None
+        a.namespace = doc.get("namespace") if isinstance(doc.get("namespace"), str) else None
+        a.details = {"status": doc.get("status")}
+        if doc.get("status") == ExecutionStatus.RUNNING.value:
+            raise HTTPException(409, f"Cannot delete execution {execution_id}: it is running")
+        deleted = executions.collection(db).delete_one(
+            {"_id": doc["_id"], "status": {"$ne": ExecutionStatus.RUNNING.value}})
+        if deleted.deleted_count == 0:
+            raise HTTPException(409, f"Cannot delete execution {execution_id}: it changed meanwhile")
+    log.info("Deleted execution record %s (by %s)", execution_id, user.user)
+    return Envelope[models.DeleteResult](data=models.DeleteResult(execution_id=str(doc["_id"]), deleted=True),
+                                         message="执行记录已删除")

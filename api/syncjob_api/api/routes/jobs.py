@@ -1,0 +1,201 @@
+"""/api/scheduler/jobs: the job list and detail (from the SyncJob cache), pause, resume, trigger, metadata, and
+each job's action history, executions and execution stats (from MongoDB)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import AbstractContextManager
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query
+from fastapi.responses import Response
+
+from syncjob import mongo, names
+from syncjob.runs import manual_run_id
+from syncjob_api import models
+from syncjob_api.api import responses
+from syncjob_api.api.deps import (
+    AdminUser,
+    Ctx,
+    CurrentUser,
+    JobDep,
+    JobIdPath,
+    Limit100,
+    Limit200,
+    MongoDep,
+    NamespaceQuery,
+    Offset,
+    audited_action,
+)
+from syncjob_api.core.timefmt import now_iso, render, utcnow
+from syncjob_api.models import Envelope
+from syncjob_api.services import audit, executions, kubeops
+from syncjob_api.services.jobs import JobEntry, detail, resolve, stored_ids
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+
+def _job_query(ctx: Ctx, job: JobEntry) -> tuple[list[str], str | None]:
+    """job_id values of a job in MongoDB, and a namespace filter when its name exists in several namespaces."""
+    shared = len(ctx.cache.lookup(job.name)) > 1
+    return stored_ids(job.name), (job.namespace if shared else None)
+
+
+def _audited(ctx: Ctx, action: models.Action, user: str, target: str) -> AbstractContextManager[audit.Audit]:
+    return audit.audited(ctx.db, action=action, user=user, target=target, job_id=target)
+
+
+@router.get("", response_model=Envelope[list[models.JobPublic]], responses=responses.READ,
+            summary="List jobs")
+def list_jobs(user: CurrentUser, ctx: Ctx) -> Response:
+    """Every SyncJob in the watched namespaces, from the watch-fed cache (no Kubernetes API call)."""
+    ctx.entries()  # 503 until the cache has loaded
+    version, entries = ctx.cache.snapshot()
+    meta_version, meta = ctx.metadata.snapshot()
+    data, count = ctx.job_list.get(entries, version, meta, meta_version)
+    head = json.dumps({"success": True, "message": f"获取到 {count} 个定时任务", "timestamp": now_iso()},
+                      ensure_ascii=False).encode()
+    return Response(head[:-1] + b', "data": ' + data + b"}", media_type="application/json")
+
+
+@router.get("/{job_id}", response_model=Envelope[models.JobDetail], responses=responses.READ_ONE,
+            summary="Get a job")
+def get_job(user: CurrentUser, ctx: Ctx, job: JobDep) -> Envelope[models.JobDetail]:
+    """The job with the rest of its spec and its status."""
+    return Envelope[models.JobDetail](data=detail(job, ctx.metadata.all().get(job.name)),
+                                      message=f"获取任务 {job.name} 详情成功")
+
+
+def _set_paused(ctx: Ctx, user: AdminUser, job_id: str, namespace: str | None, paused: bool,
+                action: models.Action) -> Envelope[models.PauseResult]:
+    with _audited(ctx, action, user.user, job_id) as a:
+        job = resolve(ctx.candidates(job_id), job_id, namespace)
+        a.job_id, a.target, a.namespace = job.name, job.name, job.namespace
+        a.details = {"paused": paused, "was_paused": job.job.spec.paused}
+        patched = kubeops.patch_syncjob(ctx.kube, job.namespace, job.name, {"spec": {"paused": paused}})
+        ctx.cache.observe(patched)
+    log.info("Patched SyncJob %s/%s: paused=%s (by %s)", job.namespace, job.name, paused, user.user)
+    verb = "已暂停" if paused else "已恢复"
+    return Envelope[models.PauseResult](data=models.PauseResult(job_id=job.name, namespace=job.namespace,
+                                                                 paused=paused), message=f"任务 {job.name} {verb}")
+
+
+@router.post("/{job_id}/pause", response_model=Envelope[models.PauseResult], responses=responses.MUTATE,
+             summary="Pause a job", openapi_extra=audited_action(models.Action.PAUSE))
+def pause_job(user: AdminUser, ctx: Ctx, job_id: JobIdPath,
+              namespace: NamespaceQuery = None) -> Envelope[models.PauseResult]:
+    """Admin. Sets spec.paused=true: scheduled runs stop (running runs and manual triggers are not affected)."""
+    return _set_paused(ctx, user, job_id, namespace, True, models.Action.PAUSE)
+
+
+@router.post("/{job_id}/resume", response_model=Envelope[models.PauseResult], responses=responses.MUTATE,
+             summary="Resume a job", openapi_extra=audited_action(models.Action.RESUME))
+def resume_job(user: AdminUser, ctx: Ctx, job_id: JobIdPath,
+               namespace: NamespaceQuery = None) -> Envelope[models.PauseResult]:
+    """Admin. Sets spec.paused=false."""
+    return _set_paused(ctx, user, job_id, namespace, False, models.Action.RESUME)
+
+
+@router.post("/{job_id}/trigger", response_model=Envelope[models.TriggerResult], responses=responses.MUTATE,
+             summary="Trigger a run now", openapi_extra=audited_action(models.Action.TRIGGER))
+def trigger_job(
+    user: AdminUser, ctx: Ctx, job_id: JobIdPath, namespace: NamespaceQuery = None,
+    force: Annotated[bool, Query(description="This run skips the trading-hours check (later runs do not).")] = False,
+) -> Envelope[models.TriggerResult]:
+    """Admin. Sets a new requested-at token (and force-at, when forced); the operator starts one Job for it. The
+    answer names the run id, and whether the Job existed within a few seconds."""
+    with _audited(ctx, models.Action.TRIGGER, user.user, job_id) as a:
+        job = resolve(ctx.candidates(job_id), job_id, namespace)
+        a.job_id, a.target, a.namespace = job.name, job.name, job.namespace
+        token = kubeops.new_token()
+        run_id = manual_run_id(job.name, token)
+        a.details = {"token": token, "run_id": run_id, "force": force}
+        annotations = {names.REQUESTED_AT: token, names.REQUESTED_BY: user.user}
+        if force:
+            annotations[names.FORCE_AT] = token
+        patched = kubeops.patch_syncjob(ctx.kube, job.namespace, job.name, {"metadata": {"annotations": annotations}})
+        ctx.cache.observe(patched)
+        log.info("Requested run %s of SyncJob %s/%s (token %s%s, by %s)", run_id, job.namespace, job.name, token,
+                 ", forced" if force else "", user.user)
+        created = kubeops.wait_for_job(ctx.kube, job.namespace, run_id, ctx.settings.trigger_wait_seconds)
+        a.details["job_created"] = created
+    message = f"任务 {job.name} 已触发执行" + ("（强制模式）" if force else "")  # noqa: RUF001 (the seed's message)
+    if not created:
+        message += f"; the operator has not created Job {run_id} yet"
+    return Envelope[models.TriggerResult](
+        data=models.TriggerResult(job_id=job.name, namespace=job.namespace, token=token, run_id=run_id, force=force,
+                                  job_created=created),
+        message=message,
+    )
+
+
+@router.put("/{job_id}/metadata", response_model=Envelope[models.JobMetadataPublic], responses=responses.MUTATE,
+            summary="Set a job's display name and description", openapi_extra=audited_action(models.Action.METADATA))
+def update_metadata(
+    user: AdminUser, ctx: Ctx, db: MongoDep, job_id: JobIdPath, body: Annotated[models.JobMetadataUpdate, Body()],
+    namespace: NamespaceQuery = None,
+) -> Envelope[models.JobMetadataPublic]:
+    """Admin. Writes scheduler_metadata; a field left out is unchanged, null removes the override."""
+    with _audited(ctx, models.Action.METADATA, user.user, job_id) as a:
+        job = resolve(ctx.candidates(job_id), job_id, namespace)
+        a.job_id, a.target, a.namespace = job.name, job.name, job.namespace
+        changes: dict[str, str | None] = {
+            k: getattr(body, k) for k in ("display_name", "description") if k in body.model_fields_set
+        }
+        a.details = dict(changes)
+        now = utcnow()
+        stored = db[mongo.METADATA].find_one_and_update(
+            {"job_id": job.name},
+            {"$set": {**changes, "namespace": job.namespace, "updated_by": user.user, "updated_at": now},
+             "$setOnInsert": {"job_id": job.name}},
+            upsert=True, return_document=True, projection={"_id": 0},
+        )
+        ctx.metadata.invalidate()
+        stored = stored or {}
+    return Envelope[models.JobMetadataPublic](
+        data=models.JobMetadataPublic(
+            job_id=job.name, namespace=job.namespace, display_name=stored.get("display_name"),
+            description=stored.get("description"), updated_by=user.user, updated_at=render(now, job.tz) or "",
+        ),
+        message=f"任务 {job.name} 元数据已更新",
+    )
+
+
+@router.get("/{job_id}/history", response_model=Envelope[models.HistoryPage], responses=responses.READ_ONE,
+            summary="A job's action history")
+def job_history(user: CurrentUser, ctx: Ctx, db: MongoDep, job: JobDep, limit: Limit100 = 20,
+                offset: Offset = 0) -> Envelope[models.HistoryPage]:
+    """Audited actions on this job (pause, resume, trigger, metadata, cancel, mark-failed, delete), newest first."""
+    ids, namespace = _job_query(ctx, job)
+    query: dict[str, object] = {"job_id": ids[0] if len(ids) == 1 else {"$in": ids}}
+    if namespace:
+        query["namespace"] = namespace
+    data = audit.page(db, query, limit, offset, job.job.spec.time_zone)
+    return Envelope[models.HistoryPage](data=data, message=f"获取到 {len(data.history)} 条操作记录")
+
+
+@router.get("/{job_id}/executions", response_model=Envelope[models.ExecutionPage], responses=responses.READ_ONE,
+            summary="A job's executions")
+def job_executions(
+    user: CurrentUser, ctx: Ctx, db: MongoDep, job: JobDep,
+    status: Annotated[models.ExecutionStatusFilter | None, Query(description="Only runs in this status.")] = None,
+    is_manual: Annotated[bool | None, Query(description="true: manual runs only; false: scheduled only.")] = None,
+    limit: Limit200 = 50, offset: Offset = 0,
+) -> Envelope[models.ExecutionPage]:
+    """This job's execution records, newest first."""
+    ids, namespace = _job_query(ctx, job)
+    query = executions.build_query(ids, namespace, status, is_manual)
+    data = executions.page(db, query, limit, offset, ctx.tz_for)
+    return Envelope[models.ExecutionPage](data=data, message=f"获取到 {len(data.items)} 条执行记录")
+
+
+@router.get("/{job_id}/execution-stats", response_model=Envelope[models.ExecutionStats],
+            responses=responses.READ_ONE, summary="A job's execution statistics")
+def job_execution_stats(user: CurrentUser, ctx: Ctx, db: MongoDep, job: JobDep) -> Envelope[models.ExecutionStats]:
+    """Counts by status, mean, median and 95th percentile duration of successful runs, success rate, last run."""
+    ids, namespace = _job_query(ctx, job)
+    data = executions.stats(db, ids, namespace, job.tz)
+    return Envelope[models.ExecutionStats](data=data, message="获取执行统计成功")

@@ -1,0 +1,106 @@
+"""The audit trail (scheduler_history): every mutation through the API, allowed, failed or denied, is one entry.
+
+Entries carry job_id, action, status (success | failed | denied), user, via ("api"), target (job or execution id),
+details, error_message and timestamp. The operator writes entries for tokens set with kubectl (via "kubectl").
+An audit write that fails (MongoDB down) is logged and never hides the answer the caller is owed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import HTTPException
+from pymongo.database import Database
+from pymongo.errors import PyMongoError
+
+from syncjob import mongo
+from syncjob_api import models
+from syncjob_api.core.errors import Unavailable, describe_kube
+from syncjob_api.core.timefmt import render, utcnow, zone
+
+log = logging.getLogger(__name__)
+
+VIA = "api"
+
+
+def write(db: Database[dict[str, Any]], *, job_id: str | None, namespace: str | None, action: str, status: str,
+          user: str, target: str | None, details: dict[str, Any] | None = None,
+          error_message: str | None = None) -> None:
+    doc = {
+        "job_id": job_id, "namespace": namespace, "action": action, "status": status, "user": user, "via": VIA,
+        "target": target, "details": details or {}, "error_message": error_message, "timestamp": utcnow(),
+    }
+    try:
+        db[mongo.HISTORY].insert_one(doc)
+    except PyMongoError as exc:
+        log.error("Failed to record %s %s by %s on %s in the audit trail: %s", action, status, user, target, exc)
+
+
+@dataclass
+class Audit:
+    """What an audited block learns as it goes (the canonical job id, the namespace, details)."""
+
+    job_id: str | None
+    target: str
+    namespace: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, HTTPException):
+        return str(exc.detail)
+    if isinstance(exc, Unavailable):
+        return str(exc)
+    if isinstance(exc, PyMongoError):
+        return f"MongoDB error: {type(exc).__name__}"
+    module = type(exc).__module__
+    if module.startswith(("kubernetes", "urllib3")):
+        return describe_kube(exc)
+    return f"internal error: {type(exc).__name__}"
+
+
+@contextmanager
+def audited(db: Database[dict[str, Any]], *, action: models.Action, user: str, target: str,
+            job_id: str | None) -> Iterator[Audit]:
+    """Run a mutation and record its outcome: success, or failed with the reason the caller was given.
+
+    A mutation that could not be audited does not happen: MongoDB is checked first (503 when it is down).
+    """
+    db.command("ping")
+    audit = Audit(job_id=job_id, target=target)
+    try:
+        yield audit
+    except BaseException as exc:
+        write(db, job_id=audit.job_id, namespace=audit.namespace, action=action.value, status="failed", user=user,
+              target=audit.target, details=audit.details, error_message=_reason(exc))
+        raise
+    write(db, job_id=audit.job_id, namespace=audit.namespace, action=action.value, status="success", user=user,
+          target=audit.target, details=audit.details)
+
+
+def to_entry(doc: dict[str, Any], tz_name: str) -> models.HistoryEntry:
+    tz = zone(tz_name)
+    details = doc.get("details")
+    return models.HistoryEntry(
+        id=str(doc.get("_id")), job_id=_str(doc.get("job_id")), namespace=_str(doc.get("namespace")),
+        action=_str(doc.get("action")), status=_str(doc.get("status")), user=_str(doc.get("user")),
+        via=_str(doc.get("via")), target=_str(doc.get("target")),
+        details=details if isinstance(details, dict) else None,
+        error_message=_str(doc.get("error_message")), timestamp=render(doc.get("timestamp"), tz),
+    )
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def page(db: Database[dict[str, Any]], query: dict[str, Any], limit: int, offset: int,
+         tz_name: str) -> models.HistoryPage:
+    coll = db[mongo.HISTORY]
+    docs = list(coll.find(query).sort("timestamp", -1).skip(offset).limit(limit))
+    total = coll.count_documents(query)
+    return models.HistoryPage(history=[to_entry(d, tz_name) for d in docs], total=total, limit=limit, offset=offset)

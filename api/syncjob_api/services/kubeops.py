@@ -1,0 +1,64 @@
+"""The API's writes to Kubernetes: merge patches on SyncJobs (field manager syncjob-api) and the reads a mutation
+needs (has the operator created the run's Job yet, is a run's pod still alive).
+
+Pause and resume patch spec.paused; trigger and cancel set Flux-style request tokens as annotations, which the
+operator acknowledges in status. A token is new on every request, so each request is exactly one action.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from fastapi import HTTPException
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from syncjob import names
+from syncjob_api.core.kube import REQUEST_TIMEOUT
+
+LIVE_POD_PHASES = ("Pending", "Running")
+
+
+def new_token() -> str:
+    """A request token: seconds since the epoch (as `date +%s` gives kubectl users) plus a random suffix."""
+    return f"{int(time.time())}-{secrets.token_hex(4)}"
+
+
+def patch_syncjob(api: client.ApiClient, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    try:
+        patched = client.CustomObjectsApi(api).patch_namespaced_custom_object(
+            names.GROUP, names.VERSION, namespace, names.PLURAL, name, body,
+            field_manager=names.FIELD_MANAGER_API, _request_timeout=REQUEST_TIMEOUT,
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            raise HTTPException(404, f"SyncJob {namespace}/{name} not found") from exc
+        raise
+    assert isinstance(patched, dict)
+    return patched
+
+
+def wait_for_job(api: client.ApiClient, namespace: str, job_name: str, seconds: float) -> bool:
+    """Whether the Job exists, polling for up to `seconds`; False when it does not appear in time."""
+    batch = client.BatchV1Api(api)
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            batch.read_namespaced_job(job_name, namespace, _request_timeout=REQUEST_TIMEOUT)
+            return True
+        except ApiException as exc:
+            if exc.status != 404:
+                return False
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+
+def live_pods(api: client.ApiClient, namespace: str, run_id: str) -> list[str]:
+    """Pods of a run's Job that are Pending or Running, as `name (phase)`."""
+    pods = client.CoreV1Api(api).list_namespaced_pod(
+        namespace, label_selector=f"job-name={run_id}", _request_timeout=REQUEST_TIMEOUT)
+    return [f"{p.metadata.name} ({p.status.phase})" for p in pods.items
+            if p.status is not None and p.status.phase in LIVE_POD_PHASES]

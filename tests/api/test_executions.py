@@ -1,0 +1,178 @@
+"""Executions: pages and filters, per-job stats, and cancel, mark-failed and delete with their state checks, as a
+user sees them in the answers, in the records and on the SyncJob."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from bson import ObjectId
+from kubernetes import client
+
+from syncjob import mongo, names
+from tests.api.conftest import Api
+
+T0 = dt.datetime(2026, 3, 2, 1, 30, tzinfo=dt.UTC)
+
+
+def _seed(api: Api) -> None:
+    api.create_syncjob("alpha", timeZone="Asia/Shanghai")
+    for i in range(30):
+        status = "success" if i % 3 else "failed"
+        api.add_execution(f"alpha-{i:03d}", "alpha", status=status, now=T0 + dt.timedelta(minutes=i),
+                          execution_time=1000 * (i + 1), is_manual=i % 5 == 0, trigger="manual" if i % 5 == 0
+                          else "schedule")
+    api.add_execution("beta-000", "beta", status="missed", now=T0)
+
+
+def test_lists_executions_newest_first_with_paging_and_times_in_the_job_zone(api: Api) -> None:
+    _seed(api)
+    r = api.get("/executions", params={"limit": 10, "offset": 5})
+    page = r.json()["data"]
+    assert page["total"] == 31 and page["limit"] == 10 and page["offset"] == 5
+    ids = [i["id"] for i in page["items"]]
+    assert ids == [f"alpha-{i:03d}" for i in range(24, 14, -1)]
+    first = page["items"][0]
+    assert first["_id"] == first["id"] and first["status"] == "failed" and first["execution_time"] == 25000
+    assert first["timestamp"] == "2026-03-02T09:54:00+08:00"
+
+
+def test_filters_by_job_status_and_manual(api: Api) -> None:
+    _seed(api)
+    assert api.get("/executions", params={"job_id": "beta"}).json()["data"]["total"] == 1
+    assert api.get("/executions", params={"status": "failed"}).json()["data"]["total"] == 10
+    manual = api.get("/executions", params={"is_manual": "true"}).json()["data"]
+    assert manual["total"] == 7 and all(i["is_manual"] for i in manual["items"])
+    assert api.get("/executions", params={"is_manual": "false"}).json()["data"]["total"] == 24
+    per_job = api.get("/jobs/alpha/executions", params={"status": "success", "limit": 200}).json()["data"]
+    assert per_job["total"] == 20 and {i["job_id"] for i in per_job["items"]} == {"alpha"}
+
+
+@pytest.mark.parametrize("params", [
+    {"limit": 0}, {"limit": 201}, {"offset": -1}, {"status": "exploded"}, {"status": '{"$ne": null}'},
+    {"job_id": '{"$gt": ""}'}, {"job_id": "a b"}, {"is_manual": "maybe"}, {"limit": "ten"},
+])
+def test_bad_execution_parameters_are_422(api: Api, params: dict[str, object]) -> None:
+    r = api.get("/executions", params=params)
+    assert r.status_code == 422
+    assert r.json()["success"] is False and r.json()["message"].startswith("Invalid request")
+
+
+def test_history_limits_follow_the_seed(api: Api) -> None:
+    api.create_syncjob("alpha")
+    assert api.get("/jobs/alpha/history", params={"limit": 101}).status_code == 422
+    assert api.get("/jobs/alpha/history", params={"limit": 100}).status_code == 200
+    assert api.get("/history", params={"limit": 201}).status_code == 422
+    assert api.get("/history", params={"limit": 200}).status_code == 200
+    assert api.get("/history", params={"status": "weird"}).status_code == 422
+
+
+def test_execution_stats_count_every_status_with_percentiles(api: Api) -> None:
+    api.create_syncjob("alpha")
+    for i in range(1, 21):
+        api.add_execution(f"alpha-s{i}", "alpha", status="success", execution_time=i * 100,
+                          now=T0 + dt.timedelta(minutes=i))
+    for status in ("failed", "failed", "missed", "skipped", "cancelled", "running"):
+        api.add_execution(f"alpha-{status}-{api.db[mongo.EXECUTIONS].count_documents({})}", "alpha", status=status,
+                          now=T0)
+    api.add_execution("alpha-legacy", "alpha_legacy_other", status="success")  # another job: not counted
+    stats = api.get("/jobs/alpha/execution-stats").json()["data"]
+    assert stats["total"] == 26 and stats["success"] == 20 and stats["failed"] == 2 and stats["missed"] == 1
+    assert stats["skipped"] == 1 and stats["cancelled"] == 1 and stats["running"] == 1
+    assert stats["avg_execution_time"] == 1050.0
+    assert stats["p50_execution_time"] == 1000.0 and stats["p95_execution_time"] == 1900.0
+    assert stats["success_rate"] == round(20 / 23, 4)
+    assert stats["last_execution"]["run_id"] == "alpha-s20"
+
+
+def test_execution_stats_of_a_job_without_runs(api: Api) -> None:
+    api.create_syncjob("alpha")
+    stats = api.get("/jobs/alpha/execution-stats").json()["data"]
+    assert stats["total"] == 0 and stats["success_rate"] is None and stats["p50_execution_time"] is None
+    assert stats["last_execution"] is None
+
+
+def test_incumbent_records_with_underscore_ids_belong_to_the_job(api: Api) -> None:
+    api.create_syncjob("tushare-quotes-sync")
+    legacy_id = ObjectId()
+    api.db[mongo.EXECUTIONS].insert_one({"_id": legacy_id, "job_id": "tushare_quotes_sync", "status": "success",
+                                          "execution_time": 12.5, "timestamp": T0})
+    page = api.get("/jobs/tushare_quotes_sync/executions").json()["data"]
+    assert [i["id"] for i in page["items"]] == [str(legacy_id)]
+    assert page["items"][0]["is_manual"] is None
+    assert api.delete(f"/executions/{legacy_id}").status_code == 200
+    assert api.db[mongo.EXECUTIONS].count_documents({}) == 0
+
+
+def test_cancel_flags_the_record_and_scopes_a_cancel_token_to_the_run(api: Api) -> None:
+    api.create_syncjob("alpha")
+    api.add_execution("alpha-run1", "alpha", status="running")
+    r = api.post("/executions/alpha-run1/cancel")
+    assert r.status_code == 200
+    token = r.json()["data"]["token"]
+    record = api.execution("alpha-run1")
+    assert record is not None and record["cancel_requested"] is True and record["cancel_requested_by"] == "adam"
+    assert record["status"] == "running"  # the pod or the operator closes it, not the API
+    annotations = api.syncjob("alpha")["metadata"]["annotations"]
+    assert annotations[names.CANCEL_AT] == token
+    assert annotations[names.CANCEL_RUNS] == f"{token}=alpha-run1"
+    assert annotations[names.REQUESTED_BY] == "adam"
+    entry = api.history(action="cancel")[0]
+    assert entry["status"] == "success" and entry["target"] == "alpha-run1" and entry["job_id"] == "alpha"
+
+
+def test_cancel_of_a_finished_or_unknown_record_is_refused(api: Api) -> None:
+    api.create_syncjob("alpha")
+    api.add_execution("alpha-done", "alpha", status="success")
+    r = api.post("/executions/alpha-done/cancel")
+    assert r.status_code == 409 and "not running" in r.json()["message"]
+    assert names.CANCEL_AT not in (api.syncjob("alpha")["metadata"].get("annotations") or {})
+    assert api.post("/executions/alpha-nothing/cancel").status_code == 404
+    assert [e["status"] for e in api.history(action="cancel")] == ["failed", "failed"]
+
+
+def test_mark_failed_closes_a_running_record_whose_pod_is_gone(api: Api) -> None:
+    api.create_syncjob("alpha")
+    api.add_execution("alpha-stuck", "alpha", status="running")
+    r = api.post("/executions/alpha-stuck/mark-failed", params={"reason": "node lost"})
+    assert r.status_code == 200
+    record = api.execution("alpha-stuck")
+    assert record is not None and record["status"] == "failed" and record["error_message"] == "node lost"
+    assert record["finished_at"] is not None and record["execution_time"] >= 0
+    entry = api.history(action="mark-failed")[0]
+    assert entry["status"] == "success" and entry["details"] == {"reason": "node lost"}
+
+
+def test_mark_failed_refuses_a_finished_record_and_a_live_pod(api: Api) -> None:
+    api.create_syncjob("alpha")
+    api.add_execution("alpha-ok", "alpha", status="success")
+    r = api.post("/executions/alpha-ok/mark-failed")
+    assert r.status_code == 409
+    assert api.execution("alpha-ok")["status"] == "success"  # type: ignore[index]
+    api.add_execution("alpha-live", "alpha", status="running")
+    client.CoreV1Api(api.k8s).create_namespaced_pod(api.namespace, {
+        "metadata": {"name": "alpha-live-abcde", "labels": {"job-name": "alpha-live"}},
+        "spec": {"nodeSelector": {"testbed.syncjob.io/none": "true"},  # never scheduled: stays Pending
+                 "containers": [{"name": "sync", "image": "sync:test"}]},
+    })
+    r = api.post("/executions/alpha-live/mark-failed")
+    assert r.status_code == 409 and "alpha-live-abcde (Pending)" in r.json()["message"]
+    assert api.execution("alpha-live")["status"] == "running"  # type: ignore[index]
+
+
+def test_delete_removes_a_finished_record_only(api: Api) -> None:
+    api.create_syncjob("alpha")
+    api.add_execution("alpha-done", "alpha", status="failed")
+    api.add_execution("alpha-run", "alpha", status="running")
+    assert api.delete("/executions/alpha-run").status_code == 409
+    assert api.execution("alpha-run") is not None
+    r = api.delete("/executions/alpha-done")
+    assert r.status_code == 200 and r.json()["data"] == {"execution_id": "alpha-done", "deleted": True}
+    assert api.execution("alpha-done") is None
+    assert api.delete("/executions/alpha-done").status_code == 404
+    assert [e["status"] for e in api.history(action="delete")] == ["failed", "success", "failed"]
+
+
+@pytest.mark.parametrize("bad", ["UPPER", "a$b", "x" * 101, "-x"])
+def test_malformed_execution_ids_are_422(api: Api, bad: str) -> None:
+    assert api.post(f"/executions/{bad}/cancel").status_code == 422
