@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config, watch
+
+from testbed.procs import die_with_parent
 from kubernetes.client.rest import ApiException
 
 log = logging.getLogger("podrunner")
@@ -189,7 +191,7 @@ class PodRunner:
             with (pod_dir / f"{container['name']}.log").open("ab") as out:
                 proc = subprocess.Popen(argv, env={**_host_env(), **env}, cwd=cwd, stdout=out,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        start_new_session=True)
+                                        start_new_session=True, preexec_fn=die_with_parent)
         except Exception as exc:  # a bad pod fails like a container that could not start
             log.warning("Failed to start pod %s: %s", key, exc)
             running = self._running(pod, container, 0, started)

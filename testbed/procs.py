@@ -19,7 +19,7 @@ from pathlib import Path
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -48,7 +48,7 @@ class Process:
         log = self.log_path.open("ab")
         self.popen = subprocess.Popen(
             self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
-            cwd=self.cwd, start_new_session=True, preexec_fn=_die_with_parent,
+            cwd=self.cwd, start_new_session=True, preexec_fn=die_with_parent,
         )
         log.close()
         return self

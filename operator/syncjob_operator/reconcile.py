@@ -108,7 +108,8 @@ class Reconciler:
     def __init__(self, settings: OperatorSettings) -> None:
         self.settings = settings
         self.scan_from: dict[str, tuple[int | None, dt.datetime]] = {}  # uid -> (generation, missed-run scan start)
-        self.applied: dict[tuple[str, str], tuple[str, int | None]] = {}  # CronJob -> (digest, generation)
+        # CronJob -> (digest of what we applied, the CronJob's generation after it, the SyncJob's generation)
+        self.applied: dict[tuple[str, str], tuple[str, int | None, int | None]] = {}
 
     @property
     def db(self) -> Any:
@@ -124,11 +125,15 @@ class Reconciler:
         CronJob's spec by someone else bumps its generation, and any change of ours changes the digest; either
         way the next pass applies again (server-side apply, forced: our fields are taken back).
         """
-        desired = builders.build_cronjob(sj, self.settings)
-        digest = builders.digest(desired)
         key = (sj.namespace, sj.name)
         live_generation = (actual or {}).get("metadata", {}).get("generation")
-        if actual is not None and self.applied.get(key) == (digest, live_generation):
+        memo = self.applied.get(key)
+        if actual is not None and memo and memo[1:] == (live_generation, sj.metadata.generation):
+            return actual  # neither the SyncJob's spec nor the CronJob changed since we applied it
+        desired = builders.build_cronjob(sj, self.settings)
+        digest = builders.digest(desired)
+        if actual is not None and memo and memo[:2] == (digest, live_generation):
+            self.applied[key] = (digest, live_generation, sj.metadata.generation)
             return actual
         try:
             applied = kube.apply_cronjob(desired)
@@ -137,7 +142,7 @@ class Reconciler:
                 raise InvalidSpecError(f"the API server refused the CronJob: {_api_message(exc)}") from exc
             raise
         new_generation = applied["metadata"].get("generation")
-        self.applied[key] = (digest, new_generation)
+        self.applied[key] = (digest, new_generation, sj.metadata.generation)
         if actual is None or new_generation != live_generation:
             verb = "Created" if actual is None else "Updated"
             log.info("%s CronJob %s/%s", verb, sj.namespace, sj.name)
