@@ -57,7 +57,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = cfg.server_timeout_seconds
     settings.watching.client_timeout = cfg.server_timeout_seconds + 30
     settings.watching.connect_timeout = 30
-    settings.execution.max_workers = 16
+    settings.execution.max_workers = 64  # handlers block on API and MongoDB round trips, not on CPU
     settings.batching.worker_limit = 200
     settings.posting.level = logging.INFO
     settings.networking.request_timeout = 60

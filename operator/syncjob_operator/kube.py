@@ -20,7 +20,7 @@ def api_client() -> client.ApiClient:
         config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
         config.load_kube_config(client_configuration=configuration)
-    configuration.connection_pool_maxsize = 32  # kopf runs sync handlers on up to 16 threads
+    configuration.connection_pool_maxsize = 64  # one connection per handler thread (settings.execution)
     return client.ApiClient(configuration)
 
 
