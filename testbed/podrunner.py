@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config, watch
+from kubernetes.client.rest import ApiException
 
 from testbed.procs import die_with_parent
-from kubernetes.client.rest import ApiException
 
 log = logging.getLogger("podrunner")
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
