@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from sync_image import codes as codelib
@@ -60,6 +61,9 @@ def _flag(value: Any) -> Any:
     if isinstance(value, str) and value.strip() == "":
         return False
     return value
+
+
+_SCHEDULED_SUFFIX = re.compile(r"-(\d{7,10})$")
 
 
 class PodSettings(BaseSettings):
@@ -126,6 +130,17 @@ class PodSettings(BaseSettings):
         if value is not None and value.tzinfo is None:
             raise ValueError("SYNC_SCHEDULED_TIME must be RFC 3339 with a time zone")
         return value.astimezone(dt.UTC) if value is not None else None
+
+    @model_validator(mode="after")
+    def _scheduled_time_from_job_name(self) -> PodSettings:
+        """A pod cannot read its Job's scheduled-timestamp annotation, but the CronJob controller names a scheduled
+        run's Job `<cronjob>-<scheduled time in minutes since the epoch>`: the trading-hours check then judges the
+        time the run was due, not the second its pod happened to start (a 15:00 tick starting at 15:00:05)."""
+        if self.scheduled_time is None and self.trigger == "schedule":
+            match = _SCHEDULED_SUFFIX.search(self.run_id)
+            if match:
+                self.scheduled_time = dt.datetime.fromtimestamp(int(match.group(1)) * 60, dt.UTC)
+        return self
 
 
 def describe_error(exc: ValidationError) -> str:
