@@ -135,7 +135,7 @@ class TestLongRuns:
         eventually(lambda: not [j for j in syncjobs.jobs() if j.metadata.name == run_id], 30, "Job deleted")
         eventually(lambda: syncjobs.get("quotes")["status"].get("active", []) == [], 30, "no active run")
 
-    def test_a_run_that_heartbeats_is_never_reaped_by_age(
+    def test_a_long_run_is_never_reaped_by_age(
             self, operator: OperatorProcess, syncjobs: SyncJobs, mongo_db: Database[Any]) -> None:
         syncjobs.create(make_syncjob("quotes"))
         _ready(syncjobs, "quotes")
