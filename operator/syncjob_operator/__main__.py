@@ -13,7 +13,11 @@ from syncjob_operator.settings import get_settings
 
 def main() -> None:
     settings = get_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    kopf.configure(log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL)
+    # kopf says "Handler ... succeeded" at INFO for every event of every object, and aiohttp logs every liveness
+    # probe: with thousands of SyncJobs that is most of the log and a good part of the CPU. Problems still show.
+    for noisy in ("kopf.objects", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     liveness = os.environ.get("LIVENESS_ENDPOINT", "http://0.0.0.0:8080/healthz")
     kopf.run(
         standalone=True,  # one replica (Deployment strategy Recreate): no peering objects needed

@@ -1,8 +1,9 @@
 """kopf handlers: thin adapters from Kubernetes events to `reconcile` and `records`.
 
-- SyncJob created, changed (spec or request annotations) or resumed after a restart → one reconcile pass;
-  a timer repeats it (drift, missed runs, overdue cancels, orphaned records).
-- CronJob owned by a SyncJob changed or deleted by hand → reconcile its SyncJob, which puts it back.
+- SyncJob created, changed (spec or request annotations) or resumed after a restart → one reconcile pass in a
+  worker thread, unless `settled` shows in the event loop that it would change nothing (our own status writes);
+  a resync loop repeats the pass for every SyncJob each RESYNC_SECONDS (drift, missed runs, overdue cancels).
+- CronJob owned by a SyncJob changed or deleted by hand → its SyncJob's CronJob is applied again.
 - Job of a SyncJob seen, finished or deleted → its execution record is created or closed, status refreshed.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import os
 import socket
@@ -36,6 +38,8 @@ OWNED = {names.LABEL_SYNCJOB: kopf.PRESENT}
 
 IndexEntry = dict[tuple[str | None, str], dict[str, Any]]
 _reconciler: Reconciler | None = None
+_INSTANCE = f"{socket.gethostname()}-{os.getpid()}"  # names this operator process in its Lease and Events
+_background: set[asyncio.Task[None]] = set()  # the operator's own loops, held so they are not collected
 
 
 def reconciler() -> Reconciler:
@@ -46,88 +50,133 @@ def reconciler() -> Reconciler:
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     cfg = get_settings()
     # kopf's bookkeeping goes under a subdomain of our group, not the group itself: kopf leaves every annotation
     # that shares a prefix with its storage out of its diffs, and our request tokens must trigger handlers.
     settings.persistence.finalizer = f"{names.KOPF_PREFIX}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.KOPF_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=names.KOPF_PREFIX, key="last-handled-configuration")
+    settings.persistence.diffbase_storage = NoDiffBaseStorage()
     settings.watching.server_timeout = cfg.server_timeout_seconds
     settings.watching.client_timeout = cfg.server_timeout_seconds + 30
     settings.watching.connect_timeout = 30
-    settings.execution.max_workers = 64  # handlers block on API and MongoDB round trips, not on CPU
-    settings.batching.worker_limit = 200
+    # Handler work blocks on API and MongoDB round trips; the same threads serve kopf's sync handlers and ours.
+    settings.execution.max_workers = cfg.handler_threads
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(settings.execution.executor)
+    # One worker per object with queued events, unbounded: a bounded pool stalls the whole watch stream once full
+    # (a thousand SyncJobs applied at once), and an idle worker holds its slot for idle_timeout.
+    settings.queueing.worker_limit = None
+    settings.queueing.idle_timeout = 1.0
     settings.posting.level = logging.INFO
+    settings.posting.reporting_component = names.FIELD_MANAGER_OPERATOR
+    settings.posting.reporting_instance = _INSTANCE
     settings.networking.request_timeout = 60
     records.database(cfg.mongo_uri)  # fail fast on a bad MONGO_URI, and ensure the indexes
-    asyncio.get_running_loop().create_task(_renew_lease_forever(cfg.operator_namespace, cfg.lease_renew_seconds))
+    _background.add(loop.create_task(_renew_lease_forever(cfg.operator_namespace, cfg.lease_renew_seconds)))
+    _background.add(loop.create_task(_resync_forever(kwargs["syncjob_index"], kwargs["cronjob_index"],
+                                                     kwargs["job_index"], cfg.resync_seconds)))
+
+
+class NoDiffBaseStorage(kopf.DiffBaseStorage):
+    """The operator is level-based and has no on.create/on.update handlers, so it keeps no diff base: kopf would
+    otherwise deep-copy every object on every event to compute a diff nobody reads."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
 
 
 async def _renew_lease_forever(namespace: str, period: float) -> None:
-    holder = f"{socket.gethostname()}-{os.getpid()}"
     while True:
         try:
-            await asyncio.to_thread(kube.renew_lease, namespace, holder, int(period * 4))
+            await asyncio.to_thread(kube.renew_lease, namespace, _INSTANCE, int(period * 4))
         except Exception as exc:  # the lease is a health signal; never let it stop the operator
             log.warning("Failed to renew Lease %s/%s: %s", namespace, names.OPERATOR_LEASE, exc)
         await asyncio.sleep(period)
 
 
-def _post_events(body: dict[str, Any], events: list[tuple[str, str, str]]) -> None:
+def _post_events(body: dict[str, Any], events: list[tuple[str, str, str]], in_handler: bool = True) -> None:
+    """Events go through kopf's poster inside its handlers, and straight to the API from the resync loop."""
     target: Any = body  # kopf posts Events for any object with apiVersion, kind and metadata
     for type_, reason, message in events:
-        kopf.event(target, type=type_, reason=reason, message=message)
+        if in_handler:
+            kopf.event(target, type=type_, reason=reason, message=message)
+        else:
+            try:
+                kube.post_event(body, type_, reason, message, _INSTANCE)
+            except Exception as exc:  # an Event is a notice; losing one must not fail the pass
+                log.warning("Could not post Event %s for %s/%s: %s", reason, body["metadata"].get("namespace"),
+                            body["metadata"].get("name"), exc)
 
 
-def _apply_status(body: dict[str, Any], patch: kopf.Patch, update: dict[str, Any]) -> None:
-    if status_changed(dict(body.get("status") or {}), update):
-        for key, value in update.items():
-            patch.status[key] = value
-
-
-def _pass(body: kopf.Body, patch: kopf.Patch, cronjob_index: kopf.Index[Any, Any],
-          job_index: kopf.Index[Any, Any], periodic: bool = False, resumed: bool = False,
-          first_sight: bool = False) -> None:
-    key = (str(body.metadata.namespace), str(body.metadata.name))
-    raw = dict(body)
-    outcome = reconciler().reconcile(raw, _one(cronjob_index, key), _all(job_index, key), periodic=periodic,
-                                     resumed=resumed, runs=first_sight)
-    _apply_status(raw, patch, outcome.status)
-    _post_events(raw, outcome.events)
+def _pass(body: dict[str, Any], cronjob: dict[str, Any] | None, jobs: list[dict[str, Any]],
+          periodic: bool = False, resumed: bool = False, first_sight: bool = False) -> None:
+    """One reconcile pass, in a worker thread: it writes the status itself when what a user sees changed."""
+    outcome = reconciler().reconcile(body, cronjob, jobs, periodic=periodic, resumed=resumed, runs=first_sight)
+    if status_changed(dict(body.get("status") or {}), outcome.status):
+        meta = body["metadata"]
+        kube.patch_syncjob_status(meta["namespace"], meta["name"], outcome.status)
+    _post_events(body, outcome.events, in_handler=not periodic)
 
 
 @kopf.on.event(*SYNCJOB)
-def reconcile_syncjob(event: kopf.RawEvent, body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
+async def reconcile_syncjob(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any) -> None:
     """Every SyncJob event runs one level-based pass. The pass compares what is with what should be (the CronJob
-    digest, tokens against status.lastHandled*), so it needs no diff base: no bookkeeping annotation is written,
-    and the status write it causes comes back as an event that changes nothing."""
-    if event["type"] == "DELETED" or body.metadata.get("deletionTimestamp"):
+    digest, tokens against status.lastHandled*), so it needs no diff base and writes no bookkeeping annotation.
+    The status write it causes comes back as an event that `settled` stops in the event loop."""
+    raw = dict(body)
+    meta = raw["metadata"]
+    if event["type"] == "DELETED" or meta.get("deletionTimestamp"):
+        reconciler().forget(meta["namespace"], meta["name"], meta.get("uid"))
         return  # the garbage collector removes the CronJob and its Jobs
-    first_sight = event["type"] in (None, "ADDED")  # None: the initial listing after an operator (re)start
-    _pass(body, patch, kwargs["cronjob_index"], kwargs["job_index"], resumed=event["type"] is None,
-          first_sight=first_sight)
+    key = (str(meta["namespace"]), str(meta["name"]))
+    cronjob = _one(kwargs["cronjob_index"], key)
+    if event["type"] == "MODIFIED" and reconciler().settled(raw, cronjob, dt.datetime.now(dt.UTC)):
+        return
+    resumed = event["type"] is None  # the initial listing after an operator (re)start
+    # Run history is read from MongoDB on first sight, except for a SyncJob just created: it has none of its own.
+    first_sight = resumed or (event["type"] == "ADDED" and bool(raw.get("status")))
+    await asyncio.to_thread(_pass, raw, cronjob, _all(kwargs["job_index"], key), resumed=resumed,
+                            first_sight=first_sight)
 
 
-_RESYNC = float(os.environ.get("RESYNC_SECONDS", "60"))
-
-
-@kopf.timer(*SYNCJOB, interval=_RESYNC, initial_delay=_RESYNC)
-def resync_syncjob(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
-    _pass(body, patch, kwargs["cronjob_index"], kwargs["job_index"], periodic=True)
+async def _resync_forever(syncjobs: kopf.Index[Any, Any], cronjobs: kopf.Index[Any, Any],
+                          jobs: kopf.Index[Any, Any], period: float) -> None:
+    """Every period, one pass over each SyncJob (drift, missed runs, overdue cancels), spread evenly over the
+    period and one at a time, so a thousand SyncJobs cost a steady trickle rather than a burst."""
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(period)
+    while True:
+        started = loop.time()
+        keys = list(syncjobs)
+        for i, key in enumerate(keys):
+            await asyncio.sleep(max(0.0, started + period * i / len(keys) - loop.time()))
+            body = _one(syncjobs, key)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                continue
+            try:
+                await asyncio.to_thread(_pass, body, _one(cronjobs, key), _all(jobs, key), periodic=True)
+            except Exception:  # one SyncJob's trouble must not stop the others' resync
+                log.exception("Resync of SyncJob %s/%s failed; next period retries", *key)
+        await asyncio.sleep(max(0.0, started + period - loop.time()))
 
 
 @kopf.index(*SYNCJOB)
-def syncjob_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> IndexEntry:
-    return {(namespace, name): {"metadata": dict(body.metadata), "spec": dict(body.spec),
-                                "status": dict(body.status), "apiVersion": body.get("apiVersion"),
-                                "kind": body.get("kind")}}
+async def syncjob_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> IndexEntry:
+    metadata = {k: v for k, v in body.metadata.items() if k != "managedFields"}  # the bulk of an object, unread
+    return {(namespace, name): {"metadata": metadata, "spec": dict(body.spec), "status": dict(body.status),
+                                "apiVersion": body.get("apiVersion"), "kind": body.get("kind")}}
 
 
 # The CronJob and Job indexes keep only what a pass reads, to keep memory flat with thousands of SyncJobs.
 @kopf.index("batch", "v1", "cronjobs", labels=OWNED)
-def cronjob_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> IndexEntry:
+async def cronjob_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> IndexEntry:
     meta = body.metadata
     return {(namespace, name): {
         "metadata": {"name": name, "uid": meta.uid, "generation": meta.get("generation")},
@@ -136,8 +185,8 @@ def cronjob_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -
 
 
 @kopf.index("batch", "v1", "jobs", labels=OWNED)
-def job_index(namespace: str | None, name: str, labels: Mapping[str, str], body: kopf.Body,
-              **_: Any) -> IndexEntry:
+async def job_index(namespace: str | None, name: str, labels: Mapping[str, str], body: kopf.Body,
+                    **_: Any) -> IndexEntry:
     meta = body.metadata
     return {(namespace, labels[names.LABEL_SYNCJOB]): {
         "metadata": {"name": name, "deletionTimestamp": meta.get("deletionTimestamp"),
@@ -158,23 +207,32 @@ def _all(index: kopf.Index[Any, Any], key: tuple[str, str]) -> list[dict[str, An
 
 
 @kopf.on.event("batch", "v1", "cronjobs", labels=OWNED)
-def cronjob_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str | None, labels: Mapping[str, str],
-                    **kwargs: Any) -> None:
+async def cronjob_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str | None,
+                          labels: Mapping[str, str], **kwargs: Any) -> None:
     """A hand edit or deletion of an owned CronJob is undone by reconciling its SyncJob."""
     parent = _one(kwargs["syncjob_index"], (str(namespace), labels[names.LABEL_SYNCJOB]))
-    sj = parse_syncjob(parent)[0] if parent else None
-    if parent is None or sj is None or parent["metadata"].get("deletionTimestamp"):
+    if parent is None or parent["metadata"].get("deletionTimestamp"):
         return
-    if sj.metadata.uid not in {o.get("uid") for o in body.get("metadata", {}).get("ownerReferences") or []}:
+    if parent["metadata"].get("uid") not in {o.get("uid") for o in body.metadata.get("ownerReferences") or []}:
         return  # a CronJob left over from an earlier SyncJob of the same name: the garbage collector takes it
-    if builders.validate(sj.spec):
+    deleted = event["type"] == "DELETED"
+    live = None if deleted else {"spec": dict(body.spec), "metadata": dict(body.metadata)}
+    memo = reconciler().applied.get((str(namespace), parent["metadata"]["name"]))
+    if (live is not None and memo is not None and memo.cronjob_generation == body.metadata.get("generation")
+            and memo.syncjob_generation == parent["metadata"].get("generation")):
+        return  # the CronJob is as we applied it: our own write coming back, or a status change
+    await asyncio.to_thread(_repair_cronjob, parent, live, deleted)
+
+
+def _repair_cronjob(parent: dict[str, Any], live: dict[str, Any] | None, deleted: bool) -> None:
+    sj = parse_syncjob(parent)[0]
+    if sj is None or builders.validate(sj.spec):
         return  # an invalid spec leaves the existing CronJob as it was
-    if event["type"] == "DELETED":
-        log.info("Recreating CronJob %s/%s, deleted by hand", namespace, sj.name)
+    if deleted:
+        log.info("Recreating CronJob %s/%s, deleted by hand", sj.namespace, sj.name)
     outcome = Outcome(status={})
     try:
-        live = None if event["type"] == "DELETED" else {"spec": dict(body.spec), "metadata": dict(body.metadata)}
-        reconciler().ensure_cronjob(sj, outcome, live)
+        reconciler().ensure_cronjob(sj, outcome, live, trust_memo=not deleted)
     except InvalidSpecError:
         return
     _post_events(parent, outcome.events)

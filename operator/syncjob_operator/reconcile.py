@@ -104,50 +104,106 @@ def execution_status(db: Any, sj: SyncJob, jobs: list[dict[str, Any]],
     return out
 
 
+@dataclass
+class Applied:
+    """What the operator last applied to one CronJob, and what that produced."""
+
+    digest: str  # of the CronJob we built
+    cronjob: dict[str, Any]  # name, uid and generation of the CronJob the API server returned
+    syncjob_generation: int | None  # the SyncJob generation it was built from
+
+    @property
+    def cronjob_generation(self) -> int | None:
+        generation: int | None = self.cronjob["metadata"].get("generation")
+        return generation
+
+
 class Reconciler:
     def __init__(self, settings: OperatorSettings) -> None:
         self.settings = settings
         self.scan_from: dict[str, tuple[int | None, dt.datetime]] = {}  # uid -> (generation, missed-run scan start)
-        # CronJob -> (digest of what we applied, the CronJob's generation after it, the SyncJob's generation)
-        self.applied: dict[tuple[str, str], tuple[str, int | None, int | None]] = {}
+        self.applied: dict[tuple[str, str], Applied] = {}  # (namespace, name) -> what we applied to its CronJob
 
     @property
     def db(self) -> Any:
         return records.database(self.settings.mongo_uri)
 
+    def forget(self, namespace: str, name: str, uid: str | None) -> None:
+        """Drop what is remembered of a deleted SyncJob."""
+        self.applied.pop((namespace, name), None)
+        self.scan_from.pop(uid or name, None)
+
     # -- the CronJob ------------------------------------------------------------------------------------------
 
-    def ensure_cronjob(self, sj: SyncJob, outcome: Outcome, actual: dict[str, Any] | None) -> dict[str, Any] | None:
+    def ensure_cronjob(self, sj: SyncJob, outcome: Outcome, actual: dict[str, Any] | None,
+                       trust_memo: bool = True) -> dict[str, Any] | None:
         """Create or repair the CronJob; `actual` is the live one (from the operator's watch cache) or None.
 
         The API server defaults fields we leave out, so the live spec is not compared with ours field by field.
         Instead we remember the digest of what we applied and the generation it produced: any edit of the
         CronJob's spec by someone else bumps its generation, and any change of ours changes the digest; either
         way the next pass applies again (server-side apply, forced: our fields are taken back).
+
+        A CronJob we have just applied may not be in the watch cache yet; with `trust_memo` its absence is taken
+        for that lag. A deletion is acted on by the CronJob's own DELETED event, which passes `trust_memo=False`,
+        and so do periodic passes, in case a deletion was never seen.
         """
         key = (sj.namespace, sj.name)
         live_generation = (actual or {}).get("metadata", {}).get("generation")
         memo = self.applied.get(key)
-        if actual is not None and memo and memo[1:] == (live_generation, sj.metadata.generation):
-            return actual  # neither the SyncJob's spec nor the CronJob changed since we applied it
+        if memo and memo.syncjob_generation == sj.metadata.generation:
+            if actual is not None and memo.cronjob_generation == live_generation:
+                return actual  # neither the SyncJob's spec nor the CronJob changed since we applied it
+            if actual is None and trust_memo:
+                return memo.cronjob
         desired = builders.build_cronjob(sj, self.settings)
         digest = builders.digest(desired)
-        if actual is not None and memo and memo[:2] == (digest, live_generation):
-            self.applied[key] = (digest, live_generation, sj.metadata.generation)
+        if actual is not None and memo and (memo.digest, memo.cronjob_generation) == (digest, live_generation):
+            self.applied[key] = Applied(digest, memo.cronjob, sj.metadata.generation)
             return actual
         try:
-            applied = kube.apply_cronjob(desired)
+            applied, created = kube.apply_cronjob(desired)
         except ApiException as exc:
             if exc.status in (400, 422):  # e.g. a schedule the CronJob controller's parser refuses
                 raise InvalidSpecError(f"the API server refused the CronJob: {_api_message(exc)}") from exc
             raise
-        new_generation = applied["metadata"].get("generation")
-        self.applied[key] = (digest, new_generation, sj.metadata.generation)
-        if actual is None or new_generation != live_generation:
-            verb = "Created" if actual is None else "Updated"
+        meta = applied["metadata"]
+        self.applied[key] = Applied(digest, {"metadata": {"name": meta["name"], "uid": meta.get("uid"),
+                                                          "generation": meta.get("generation")}},
+                                    sj.metadata.generation)
+        before = live_generation if actual is not None else memo.cronjob_generation if memo else None
+        verb = "Created" if created else "Updated" if before is not None and meta.get("generation") != before else ""
+        if verb:
             log.info("%s CronJob %s/%s", verb, sj.namespace, sj.name)
             outcome.events.append(("Normal", f"CronJob{verb}", f"{verb} CronJob {sj.name}"))
         return applied
+
+    def settled(self, body: dict[str, Any], cronjob: dict[str, Any] | None, now: dt.datetime) -> bool:
+        """Whether a pass over this SyncJob would change nothing, judged from the raw body without parsing it.
+
+        Cheap enough for the event loop: the events our own status writes cause come back here and stop.
+        """
+        meta, status = body.get("metadata") or {}, body.get("status") or {}
+        generation = meta.get("generation")
+        if meta.get("deletionTimestamp") or status.get("observedGeneration") != generation:
+            return False
+        ready = next((c for c in status.get("conditions") or [] if c.get("type") == names.CONDITION_READY), None)
+        if not ready or ready.get("status") != "True" or ready.get("observedGeneration") != generation:
+            return False
+        annotations = meta.get("annotations") or {}
+        for token, handled in ((names.REQUESTED_AT, "lastHandledRequestedAt"),
+                               (names.CANCEL_AT, "lastHandledCancelAt")):
+            if annotations.get(token) and annotations[token] != status.get(handled):
+                return False
+        memo = self.applied.get((str(meta.get("namespace")), str(meta.get("name"))))
+        if memo is None or memo.syncjob_generation != generation:
+            return False
+        if cronjob is not None and cronjob["metadata"].get("generation") != memo.cronjob_generation:
+            return False
+        if (body.get("spec") or {}).get("paused"):
+            return True
+        next_time = status.get("nextScheduleTime")
+        return bool(next_time) and str(next_time) > now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
     # -- tokens -----------------------------------------------------------------------------------------------
 
@@ -278,7 +334,7 @@ class Reconciler:
             return invalid(body, "; ".join(str(p) for p in problems), now)
         outcome = Outcome(status={})
         try:
-            cronjob = self.ensure_cronjob(sj, outcome, cronjob)
+            cronjob = self.ensure_cronjob(sj, outcome, cronjob, trust_memo=not periodic)
         except InvalidSpecError as exc:
             return invalid(body, str(exc), now)
         self.handle_requested(sj, cronjob, outcome)

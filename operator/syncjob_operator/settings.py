@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -31,10 +31,16 @@ class OperatorSettings(BaseSettings):
     cancel_grace_seconds: int = Field(default=30, ge=0,
                                       description="After a cancel, how long the pod may stop on its own before its "
                                                   "Job is deleted.")
-    resync_seconds: float = Field(default=60, gt=0, description="Period of the level-based re-check of each SyncJob.")
+    resync_seconds: float = Field(default=60, gt=0,
+                                  description="Period of the level-based re-check of every SyncJob; the passes are "
+                                              "spread evenly over it.")
+    handler_threads: int = Field(default=16, ge=1,
+                                 description="Threads for handler work that blocks on the API server or MongoDB.")
     missed_lookback_seconds: int = Field(default=6 * 3600, ge=60,
                                          description="How far back a (re)started operator looks for missed runs.")
     lease_renew_seconds: float = Field(default=10, gt=0)
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="json: one JSON object per line, with the Kubernetes object a line is about.")
     server_timeout_seconds: int = Field(default=300, description="Watch request timeout given to the API server.")
 
     @field_validator("watch_namespaces", mode="before")
