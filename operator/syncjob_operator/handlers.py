@@ -169,9 +169,10 @@ async def _resync_forever(syncjobs: kopf.Index[Any, Any], cronjobs: kopf.Index[A
 
 @kopf.index(*SYNCJOB)
 async def syncjob_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> IndexEntry:
-    metadata = {k: v for k, v in body.metadata.items() if k != "managedFields"}  # the bulk of an object, unread
-    return {(namespace, name): {"metadata": metadata, "spec": dict(body.spec), "status": dict(body.status),
-                                "apiVersion": body.get("apiVersion"), "kind": body.get("kind")}}
+    raw = dict(body)  # the plain dicts under kopf's views: reading through the views costs more than the copy
+    metadata = {k: v for k, v in raw["metadata"].items() if k != "managedFields"}  # the bulk of an object, unread
+    return {(namespace, name): {"metadata": metadata, "spec": raw.get("spec") or {}, "status": raw.get("status") or {},
+                                "apiVersion": raw.get("apiVersion"), "kind": raw.get("kind")}}
 
 
 # The CronJob and Job indexes keep only what a pass reads, to keep memory flat with thousands of SyncJobs.

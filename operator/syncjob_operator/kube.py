@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
@@ -31,7 +33,25 @@ def api_client() -> client.ApiClient:
     except config.ConfigException:
         config.load_kube_config(client_configuration=configuration)
     configuration.connection_pool_maxsize = 64  # at least one connection per handler thread
+    if configuration.refresh_api_key_hook is not None:
+        configuration.refresh_api_key_hook = _at_most_every(1.0, configuration.refresh_api_key_hook)
     return client.ApiClient(configuration)
+
+
+def _at_most_every(seconds: float, hook: Callable[[Any], None]) -> Callable[[Any], None]:
+    """The kubeconfig loader's credential hook runs before every request and re-applies the whole kubeconfig
+    (re-reading the proxy environment), which costs more CPU than the request; a token that expires is still
+    refreshed within a second."""
+    last = -seconds
+
+    def throttled(configuration: Any) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= seconds:
+            last = now
+            hook(configuration)
+
+    return throttled
 
 
 def request(method: str, path: str, body: Any = None, *, content_type: str = JSON,
@@ -41,7 +61,7 @@ def request(method: str, path: str, body: Any = None, *, content_type: str = JSO
 
 
 def request_with_status(method: str, path: str, body: Any = None, *, content_type: str = JSON,
-                        query: dict[str, str] | None = None) -> tuple[dict[str, Any], int]:
+                        query: dict[str, str] | None = None, decode: bool = True) -> tuple[dict[str, Any], int]:
     api = api_client()
     headers = {"Accept": JSON}
     if body is not None:
@@ -53,7 +73,7 @@ def request_with_status(method: str, path: str, body: Any = None, *, content_typ
     data = response.read()
     if not 200 <= response.status < 300:
         raise ApiException(http_resp=response)
-    result: dict[str, Any] = json.loads(data) if data else {}
+    result: dict[str, Any] = json.loads(data) if data and decode else {}
     return result, response.status
 
 
@@ -105,8 +125,8 @@ def list_job_pods(namespace: str, job_name: str) -> list[dict[str, Any]]:
 def patch_syncjob_status(namespace: str, name: str, status: dict[str, Any]) -> None:
     """Merge-patch the status subresource (the operator never writes a SyncJob's spec); gone is not an error."""
     try:
-        request("PATCH", _path(f"{names.GROUP}/{names.VERSION}", namespace, names.PLURAL, name, "status"),
-                {"status": status}, content_type=MERGE_PATCH)
+        request_with_status("PATCH", _path(f"{names.GROUP}/{names.VERSION}", namespace, names.PLURAL, name, "status"),
+                            {"status": status}, content_type=MERGE_PATCH, decode=False)
     except ApiException as exc:
         if exc.status != 404:
             raise
