@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
+from pydantic import ValidationError
 
 from syncjob import names
 from syncjob.model import Condition, ConditionStatus, SyncJob, SyncJobSpec
@@ -47,6 +48,21 @@ def validate(spec: SyncJobSpec) -> list[SpecProblem]:
     except (ZoneInfoNotFoundError, ValueError):
         problems.append(SpecProblem("timeZone", f"{spec.time_zone!r} is not an IANA time zone (e.g. Asia/Shanghai)"))
     return problems
+
+
+def admission_problems(spec: dict[str, Any], old_spec: dict[str, Any] | None) -> list[str]:
+    """Why a SyncJob create or update should be refused, for the validating admission webhook.
+
+    Ratcheting, as Kubernetes does for CRD schemas: on an update only fields that change are judged, so a SyncJob
+    that is already invalid (created while the webhook was away) can still be annotated, paused or deleted.
+    """
+    try:
+        parsed = SyncJobSpec.model_validate(spec)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        return [f"spec.{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"]
+    return [str(p) for p in validate(parsed)
+            if old_spec is None or old_spec.get(p.field) != spec.get(p.field)]
 
 
 def schedule_times(spec: SyncJobSpec, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:

@@ -72,6 +72,10 @@ async def configure(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     settings.posting.reporting_component = names.FIELD_MANAGER_OPERATOR
     settings.posting.reporting_instance = _INSTANCE
     settings.networking.request_timeout = 60
+    if cfg.webhook_port is not None:  # the ValidatingWebhookConfiguration is shipped, not managed by kopf
+        settings.admission.server = kopf.WebhookServer(addr=cfg.webhook_addr, port=cfg.webhook_port,
+                                                       certfile=cfg.webhook_cert_file, pkeyfile=cfg.webhook_key_file)
+        kopf.on.validate(*SYNCJOB, id="validate-syncjob", operations=["CREATE", "UPDATE"])(validate_syncjob)
     records.database(cfg.mongo_uri)  # fail fast on a bad MONGO_URI, and ensure the indexes
     _background.add(loop.create_task(_renew_lease_forever(cfg.operator_namespace, cfg.lease_renew_seconds)))
     _background.add(loop.create_task(_resync_forever(kwargs["syncjob_index"], kwargs["cronjob_index"],
@@ -165,6 +169,17 @@ async def _resync_forever(syncjobs: kopf.Index[Any, Any], cronjobs: kopf.Index[A
             except Exception:  # one SyncJob's trouble must not stop the others' resync
                 log.exception("Resync of SyncJob %s/%s failed; next period retries", *key)
         await asyncio.sleep(max(0.0, started + period - loop.time()))
+
+
+def validate_syncjob(body: kopf.Body, **kwargs: Any) -> None:
+    """Refuse a bad cron expression or time zone at `kubectl apply` time; the Ready condition still reports them
+    for SyncJobs that got in while the webhook was away. Registered at start-up only when WEBHOOK_PORT is set
+    (kopf refuses to run admission handlers without a server)."""
+    old = kwargs.get("old")  # the object before an UPDATE
+    problems = builders.admission_problems(dict(body.get("spec") or {}),
+                                           dict(old.get("spec") or {}) if old is not None else None)
+    if problems:
+        raise kopf.AdmissionError("; ".join(problems), code=422)
 
 
 @kopf.index(*SYNCJOB)

@@ -39,6 +39,14 @@ class OperatorSettings(BaseSettings):
     missed_lookback_seconds: int = Field(default=6 * 3600, ge=60,
                                          description="How far back a (re)started operator looks for missed runs.")
     lease_renew_seconds: float = Field(default=10, gt=0)
+    webhook_port: int | None = Field(
+        default=None, description="Port of the validating admission webhook (HTTPS); unset: no webhook, and a bad "
+                                  "cron or time zone shows only in the Ready condition.")
+    webhook_addr: str = Field(default="0.0.0.0", description="Address the webhook listens on.")
+    webhook_cert_file: str = Field(default="/etc/syncjob-operator/webhook/tls.crt",
+                                   description="Serving certificate of the webhook (PEM), e.g. from cert-manager.")
+    webhook_key_file: str = Field(default="/etc/syncjob-operator/webhook/tls.key",
+                                  description="Private key of the serving certificate (PEM).")
     log_format: Literal["json", "text"] = Field(
         default="json", description="json: one JSON object per line, with the Kubernetes object a line is about.")
     server_timeout_seconds: int = Field(default=300, description="Watch request timeout given to the API server.")

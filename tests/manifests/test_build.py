@@ -33,7 +33,7 @@ def test_kustomization_builds(path: Path) -> None:
 
 def test_kubebuilder_layout_is_complete() -> None:
     built = {p.relative_to(MANIFESTS).as_posix() for p in KUSTOMIZATIONS if MANIFESTS in p.parents}
-    assert {"crd", "rbac", "operator", "api", "mongodb", "default", "samples"} <= built
+    assert {"crd", "rbac", "operator", "api", "mongodb", "default", "samples", "webhook"} <= built
 
 
 def test_default_installs_everything_into_syncjob_system() -> None:
@@ -171,3 +171,24 @@ def test_operator_labels_match_what_the_policies_select() -> None:
     pod_labels = builders.job_spec(sj, settings)["template"]["metadata"]["labels"]
     assert pod_labels[names.LABEL_MANAGED_BY] == names.MANAGED_BY
     assert names.LABEL_SYNCJOB in pod_labels
+
+
+def test_webhook_overlay_wires_service_port_certificate_and_operator_together() -> None:
+    docs = build(MANIFESTS / "webhook")
+    operator = by_kind(docs, "Deployment")["syncjob-operator"]
+    container = _containers(operator)[0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert _env(container)["WEBHOOK_PORT"]["value"] == str(ports["webhook"])
+    assert ports["health"] == 8080  # the patch adds to the base's ports and env, replacing nothing
+    assert "MONGO_URI" in _env(container)
+    service = by_kind(docs, "Service")["syncjob-operator-webhook"]
+    assert service["spec"]["ports"][0]["targetPort"] == "webhook"
+    assert service["spec"]["selector"].items() <= operator["spec"]["template"]["metadata"]["labels"].items()
+    hook = by_kind(docs, "ValidatingWebhookConfiguration")["syncjob-operator"]["webhooks"][0]
+    assert hook["clientConfig"]["service"] == {"name": "syncjob-operator-webhook", "namespace": SYSTEM,
+                                               "path": "/validate-syncjob", "port": 443}
+    assert hook["failurePolicy"] == "Ignore" and hook["rules"][0]["resources"] == ["syncjobs"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    secret = next(v["secret"]["secretName"] for v in operator["spec"]["template"]["spec"]["volumes"]
+                  if v["name"] == "webhook-tls")
+    assert mounts["webhook-tls"] == "/etc/syncjob-operator/webhook" and secret == "syncjob-operator-webhook-tls"

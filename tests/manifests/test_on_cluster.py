@@ -59,6 +59,12 @@ def test_default_passes_server_side_dry_run_with_no_pod_security_warning(install
     assert "deployment.apps/syncjob-operator" in out and "statefulset.apps/syncjob-mongodb" in out
 
 
+def test_webhook_overlay_passes_server_side_dry_run(installed: LocalCluster) -> None:
+    out = _dry_run(installed, build(MANIFESTS / "webhook"))
+    assert "validatingwebhookconfiguration.admissionregistration.k8s.io/syncjob-operator" in out
+    assert "service/syncjob-operator-webhook" in out
+
+
 def test_crd_applies_under_a_second_field_manager_without_conflict(installed: LocalCluster) -> None:
     """Argo CD and Flux apply with their own field manager over a CRD someone installed with kubectl."""
     crd = build(MANIFESTS / "crd")

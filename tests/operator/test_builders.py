@@ -44,6 +44,18 @@ def test_valid_spec_has_no_problems() -> None:
     assert builders.validate(syncjob(schedule="0 16 * * 1-5", timeZone="Europe/London").spec) == []
 
 
+def test_admission_judges_a_new_spec_whole_and_an_update_by_what_it_changes() -> None:
+    bad = {"task": "quotes", "schedule": "61 * * * *", "timeZone": "Mars/Olympus"}
+    assert builders.admission_problems(bad, None) == [
+        "spec.schedule: '61 * * * *' is not a valid cron expression",
+        "spec.timeZone: 'Mars/Olympus' is not an IANA time zone (e.g. Asia/Shanghai)"]
+    assert builders.admission_problems({**bad, "paused": True}, bad) == []  # both bad fields left as they were
+    fixed_zone = {**bad, "timeZone": "Asia/Shanghai", "schedule": "62 * * * *"}
+    assert builders.admission_problems(fixed_zone, bad) == ["spec.schedule: '62 * * * *' is not a valid cron "
+                                                            "expression"]
+    assert builders.admission_problems({"schedule": "0 16 * * 1-5"}, None)[0].startswith("spec.task: ")
+
+
 def test_cronjob_carries_every_spec_field() -> None:
     sj = syncjob(paused=True, concurrencyPolicy="Replace", startingDeadlineSeconds=120, activeDeadlineSeconds=900,
                  backoffLimit=2, successfulJobsHistoryLimit=5, failedJobsHistoryLimit=7, timeZone="Asia/Shanghai")
