@@ -43,11 +43,23 @@ def validate(spec: SyncJobSpec) -> list[SpecProblem]:
                                                 "expression (minute hour day-of-month month day-of-week) is needed"))
     elif spec.schedule.startswith("@") or not croniter.is_valid(spec.schedule):
         problems.append(SpecProblem("schedule", f"{spec.schedule!r} is not a valid cron expression"))
+    elif _sunday_as_7(fields[4]):
+        problems.append(SpecProblem("schedule", f"{spec.schedule!r}: a CronJob's day of week runs 0-6 "
+                                                "(0 is Sunday); 7 is refused by Kubernetes"))
     try:
         ZoneInfo(spec.time_zone)
     except (ZoneInfoNotFoundError, ValueError):
         problems.append(SpecProblem("timeZone", f"{spec.time_zone!r} is not an IANA time zone (e.g. Asia/Shanghai)"))
     return problems
+
+
+def _sunday_as_7(day_of_week: str) -> bool:
+    """Some crons take 7 for Sunday, and croniter does; the CronJob controller's parser does not."""
+    for part in day_of_week.split(","):
+        values = part.split("/")[0]  # a step (*/7) is not a day
+        if any(v.isdigit() and int(v) > 6 for v in values.split("-")):
+            return True
+    return False
 
 
 def admission_problems(spec: dict[str, Any], old_spec: dict[str, Any] | None) -> list[str]:

@@ -30,6 +30,8 @@ def env_of(pod_spec: dict[str, Any]) -> dict[str, Any]:
     ("61 * * * *", "Asia/Shanghai", "schedule", "not a valid cron expression"),
     ("* * * *", "Asia/Shanghai", "schedule", "has 4 fields"),
     ("@hourly", "Asia/Shanghai", "schedule", "has 1 fields"),
+    ("0 16 * * 1-7", "Asia/Shanghai", "schedule", "day of week runs 0-6 (0 is Sunday); 7 is refused"),
+    ("0 16 * * 7", "Asia/Shanghai", "schedule", "day of week runs 0-6"),
     ("*/5 9-15 * * 1-5", "Asia/Beijing", "timeZone", "not an IANA time zone"),
 ])
 def test_invalid_schedule_or_time_zone_names_the_field(schedule: str, time_zone: str, field: str,
@@ -40,8 +42,10 @@ def test_invalid_schedule_or_time_zone_names_the_field(schedule: str, time_zone:
     assert str(problems[0]).startswith(f"spec.{field}: ")
 
 
-def test_valid_spec_has_no_problems() -> None:
-    assert builders.validate(syncjob(schedule="0 16 * * 1-5", timeZone="Europe/London").spec) == []
+@pytest.mark.parametrize("schedule", ["0 16 * * 1-5", "0 16 * * 0,6", "0 16 * * */7", "0 16 * * MON-FRI",
+                                      "0 16 1-31/7 * *"])
+def test_valid_spec_has_no_problems(schedule: str) -> None:
+    assert builders.validate(syncjob(schedule=schedule, timeZone="Europe/London").spec) == []
 
 
 def test_admission_judges_a_new_spec_whole_and_an_update_by_what_it_changes() -> None:
