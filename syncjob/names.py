@@ -38,6 +38,8 @@ MANAGED_BY = "syncjob-operator"
 ANNOTATION_TOKEN = f"{GROUP}/token"
 ANNOTATION_FORCE = f"{GROUP}/force"
 ANNOTATION_SCHEDULED_TIME = "batch.kubernetes.io/cronjob-scheduled-timestamp"  # set by the CronJob controller
+# Annotation on the CronJob: the digest of what the operator applied, so a restarted operator need not apply again.
+ANNOTATION_APPLIED_DIGEST = f"{GROUP}/applied-digest"
 
 # Server-side apply / patch field managers.
 FIELD_MANAGER_OPERATOR = "syncjob-operator"

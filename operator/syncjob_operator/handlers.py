@@ -161,13 +161,13 @@ async def _resync_forever(syncjobs: kopf.Index[Any, Any], cronjobs: kopf.Index[A
         keys = list(syncjobs)
         for i, key in enumerate(keys):
             await asyncio.sleep(max(0.0, started + period * i / len(keys) - loop.time()))
-            body = _one(syncjobs, key)
-            if body is None or body["metadata"].get("deletionTimestamp"):
-                continue
             try:
+                body = _one(syncjobs, key)
+                if body is None or body["metadata"].get("deletionTimestamp"):
+                    continue
                 await asyncio.to_thread(_pass, body, _one(cronjobs, key), _all(jobs, key), periodic=True)
-            except Exception:  # one SyncJob's trouble must not stop the others' resync
-                log.exception("Resync of SyncJob %s/%s failed; next period retries", *key)
+            except Exception:  # one SyncJob's trouble must neither stop the loop nor the others' resync
+                log.exception("Resync of SyncJob %s/%s failed; the next period retries", *key)
         await asyncio.sleep(max(0.0, started + period - loop.time()))
 
 
@@ -193,11 +193,8 @@ async def syncjob_index(namespace: str | None, name: str, body: kopf.Body, **_: 
 # The CronJob and Job indexes keep only what a pass reads, to keep memory flat with thousands of SyncJobs.
 @kopf.index("batch", "v1", "cronjobs", labels=OWNED)
 async def cronjob_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> IndexEntry:
-    meta = body.metadata
-    return {(namespace, name): {
-        "metadata": {"name": name, "uid": meta.uid, "generation": meta.get("generation")},
-        "status": {"lastScheduleTime": body.status.get("lastScheduleTime")},
-    }}
+    raw = dict(body)
+    return {(namespace, name): builders.cronjob_summary(raw["metadata"], raw.get("status") or {})}
 
 
 @kopf.index("batch", "v1", "jobs", labels=OWNED)
@@ -232,10 +229,12 @@ async def cronjob_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str 
     if parent["metadata"].get("uid") not in {o.get("uid") for o in body.metadata.get("ownerReferences") or []}:
         return  # a CronJob left over from an earlier SyncJob of the same name: the garbage collector takes it
     deleted = event["type"] == "DELETED"
-    live = None if deleted else {"spec": dict(body.spec), "metadata": dict(body.metadata)}
+    raw = dict(body)
+    live = None if deleted else builders.cronjob_summary(raw["metadata"], raw.get("status") or {})
     memo = reconciler().applied.get((str(namespace), parent["metadata"]["name"]))
     if (live is not None and memo is not None and memo.cronjob_generation == body.metadata.get("generation")
-            and memo.syncjob_generation == parent["metadata"].get("generation")):
+            and (memo.syncjob_generation, memo.syncjob_uid) == (parent["metadata"].get("generation"),
+                                                                parent["metadata"].get("uid"))):
         return  # the CronJob is as we applied it: our own write coming back, or a status change
     await asyncio.to_thread(_repair_cronjob, parent, live, deleted)
 

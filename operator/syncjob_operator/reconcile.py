@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,6 +112,7 @@ class Applied:
     digest: str  # of the CronJob we built
     cronjob: dict[str, Any]  # name, uid and generation of the CronJob the API server returned
     syncjob_generation: int | None  # the SyncJob generation it was built from
+    syncjob_uid: str | None  # and that SyncJob's uid: a SyncJob deleted and made again starts over
 
     @property
     def cronjob_generation(self) -> int | None:
@@ -123,6 +125,8 @@ class Reconciler:
         self.settings = settings
         self.scan_from: dict[str, tuple[int | None, dt.datetime]] = {}  # uid -> (generation, missed-run scan start)
         self.applied: dict[tuple[str, str], Applied] = {}  # (namespace, name) -> what we applied to its CronJob
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._locks_lock = threading.Lock()
 
     @property
     def db(self) -> Any:
@@ -131,6 +135,8 @@ class Reconciler:
     def forget(self, namespace: str, name: str, uid: str | None) -> None:
         """Drop what is remembered of a deleted SyncJob."""
         self.applied.pop((namespace, name), None)
+        with self._locks_lock:
+            self._locks.pop((namespace, name), None)
         self.scan_from.pop(uid or name, None)
 
     # -- the CronJob ------------------------------------------------------------------------------------------
@@ -149,18 +155,39 @@ class Reconciler:
         and so do periodic passes, in case a deletion was never seen.
         """
         key = (sj.namespace, sj.name)
+        with self._lock_for(key):  # one apply at a time per CronJob; a second caller then finds the memo
+            return self._ensure_cronjob(key, sj, outcome, actual, trust_memo)
+
+    def _lock_for(self, key: tuple[str, str]) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def _ensure_cronjob(self, key: tuple[str, str], sj: SyncJob, outcome: Outcome, actual: dict[str, Any] | None,
+                        trust_memo: bool) -> dict[str, Any] | None:
         live_generation = (actual or {}).get("metadata", {}).get("generation")
         memo = self.applied.get(key)
+        if memo and memo.syncjob_uid != sj.metadata.uid:
+            memo = None
         if memo and memo.syncjob_generation == sj.metadata.generation:
             if actual is not None and memo.cronjob_generation == live_generation:
                 return actual  # neither the SyncJob's spec nor the CronJob changed since we applied it
             if actual is None and trust_memo:
                 return memo.cronjob
+            if (actual is not None and actual["metadata"].get("uid") == memo.cronjob["metadata"].get("uid")
+                    and (live_generation or 0) < (memo.cronjob_generation or 0)):
+                return actual  # the watch has not shown our last apply yet (generations only grow)
         desired = builders.build_cronjob(sj, self.settings)
         digest = builders.digest(desired)
         if actual is not None and memo and (memo.digest, memo.cronjob_generation) == (digest, live_generation):
-            self.applied[key] = Applied(digest, memo.cronjob, sj.metadata.generation)
+            self.applied[key] = Applied(digest, memo.cronjob, sj.metadata.generation, sj.metadata.uid)
             return actual
+        if (actual is not None and memo is None and actual.get("appliedDigest") == digest
+                and not actual.get("editedByOthers")):
+            # Applied by us before a restart, and nobody else has touched its spec since: nothing to do.
+            self.applied[key] = Applied(digest, {"metadata": dict(actual["metadata"])}, sj.metadata.generation,
+                                        sj.metadata.uid)
+            return actual
+        desired["metadata"]["annotations"] = {names.ANNOTATION_APPLIED_DIGEST: digest}
         try:
             applied, created = kube.apply_cronjob(desired)
         except ApiException as exc:
@@ -170,7 +197,7 @@ class Reconciler:
         meta = applied["metadata"]
         self.applied[key] = Applied(digest, {"metadata": {"name": meta["name"], "uid": meta.get("uid"),
                                                           "generation": meta.get("generation")}},
-                                    sj.metadata.generation)
+                                    sj.metadata.generation, sj.metadata.uid)
         before = live_generation if actual is not None else memo.cronjob_generation if memo else None
         verb = "Created" if created else "Updated" if before is not None and meta.get("generation") != before else ""
         if verb:
@@ -196,7 +223,7 @@ class Reconciler:
             if annotations.get(token) and annotations[token] != status.get(handled):
                 return False
         memo = self.applied.get((str(meta.get("namespace")), str(meta.get("name"))))
-        if memo is None or memo.syncjob_generation != generation:
+        if memo is None or (memo.syncjob_generation, memo.syncjob_uid) != (generation, meta.get("uid")):
             return False
         if cronjob is not None and cronjob["metadata"].get("generation") != memo.cronjob_generation:
             return False
