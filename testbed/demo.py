@@ -235,7 +235,8 @@ class Demo:
                 **os.environ, "KUBECONFIG": str(self.service_account_kubeconfig(OPERATOR_SA)),
                 "MONGO_URI": self.mongo_uri, "WATCH_NAMESPACES": NAMESPACE, "OPERATOR_NAMESPACE": SYSTEM_NAMESPACE,
                 "SYNC_IMAGE": "ghcr.io/tradingagents/syncjob-sync:0.1.0", "MONGO_SECRET_NAME": "syncjob-mongo",
-                "TUSHARE_SECRET_NAME": "syncjob-tushare", "LIVENESS_ENDPOINT": self.liveness_url,
+                "TUSHARE_SECRET_NAME": "syncjob-tushare", "SYNC_SERVICE_ACCOUNT": "syncjob-sync",
+                "LIVENESS_ENDPOINT": self.liveness_url,
                 "RESYNC_SECONDS": "15", "PYTHONUNBUFFERED": "1",
             }
             self.operator = Process("operator", [sys.executable, "-m", "syncjob_operator"], self.logs, env=env,

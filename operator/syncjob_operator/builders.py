@@ -163,6 +163,8 @@ def job_spec(sj: SyncJob, settings: OperatorSettings, trigger: str = "schedule",
     }
     if spec.active_deadline_seconds is not None:
         job["activeDeadlineSeconds"] = spec.active_deadline_seconds
+    if settings.sync_service_account:
+        job["template"]["spec"]["serviceAccountName"] = settings.sync_service_account
     return job
 
 

@@ -25,6 +25,9 @@ class OperatorSettings(BaseSettings):
                                    description="Secret in the SyncJob's namespace with key MONGO_URI for sync pods.")
     tushare_secret_name: str = Field(default="syncjob-tushare",
                                      description="Optional Secret with key TUSHARE_TOKEN for sync pods.")
+    sync_service_account: str = Field(
+        default="", description="ServiceAccount of sync pods in each SyncJob's namespace (manifests/sync-namespace "
+                                "makes `syncjob-sync`, with no rights); empty: the namespace's default account.")
     sync_cpu_request: str = "100m"
     sync_memory_request: str = "256Mi"
     sync_memory_limit: str = "1Gi"

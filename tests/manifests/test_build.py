@@ -120,6 +120,10 @@ def test_operator_env_is_what_its_settings_read() -> None:
     assert env["WATCH_NAMESPACES"]["value"] == ""
     assert env["MONGO_SECRET_NAME"]["value"] == "syncjob-mongo"
     assert env["TUSHARE_SECRET_NAME"]["value"] == "syncjob-tushare"
+    # the account sync pods run as is the one manifests/sync-namespace makes in each SyncJob namespace
+    accounts = by_kind(build(MANIFESTS / "sync-namespace"), "ServiceAccount")
+    assert env["SYNC_SERVICE_ACCOUNT"]["value"] in accounts
+    assert accounts[env["SYNC_SERVICE_ACCOUNT"]["value"]]["automountServiceAccountToken"] is False
 
 
 def test_api_env_is_what_its_settings_read() -> None:

@@ -75,6 +75,16 @@ def test_cronjob_carries_every_spec_field() -> None:
         "controller": True, "blockOwnerDeletion": True}]
 
 
+def test_sync_pods_run_as_the_configured_service_account_with_no_token() -> None:
+    default = builders.build_cronjob(syncjob(), SETTINGS)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert "serviceAccountName" not in default and default["automountServiceAccountToken"] is False
+    settings = SETTINGS.model_copy(update={"sync_service_account": "syncjob-sync"})
+    manual = builders.build_manual_job(syncjob(), settings, "t1", False, None, dt.datetime.now(dt.UTC))
+    for job_spec in (builders.build_cronjob(syncjob(), settings)["spec"]["jobTemplate"]["spec"], manual["spec"]):
+        pod = job_spec["template"]["spec"]
+        assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == ("syncjob-sync", False)
+
+
 def test_pod_template_follows_the_pod_contract_with_restricted_security() -> None:
     sj = syncjob(sources=["akshare", "baostock"], options={"codes": ["600000.SH"]}, tradingHoursOnly=True)
     pod = builders.build_cronjob(sj, SETTINGS)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
