@@ -183,6 +183,9 @@ class SyncJobStatus(CamelModel):
     observed_generation: int | None = Field(default=None, description="The spec generation last reconciled.")
     conditions: list[Condition] = Field(default_factory=list, description="Ready, with reason and message.")
     cron_job_name: str | None = Field(default=None, description="Name of the owned CronJob.")
+    cron_job_generation: int | None = Field(
+        default=None, description="The CronJob's generation after the operator last applied it: a different live "
+                                  "generation means someone else changed it since.")
     next_schedule_time: Timestamp | None = Field(default=None, description="Next scheduled run (absent when paused).")
     last_schedule_time: Timestamp | None = Field(default=None, description="When a run was last scheduled.")
     last_successful_time: Timestamp | None = Field(default=None, description="When a run last succeeded.")

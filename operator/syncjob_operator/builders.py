@@ -200,19 +200,12 @@ def build_cronjob(sj: SyncJob, settings: OperatorSettings) -> dict[str, Any]:
 
 
 def cronjob_summary(metadata: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
-    """What a reconcile pass needs to know of a live CronJob: identity, our last apply, whether others edited it.
-
-    `editedByOthers`: a field manager other than the operator owns part of the spec (a `kubectl edit`, say), so
-    what is live may differ from what we applied even if our digest annotation still matches.
-    """
-    edited = any(m.get("manager") != names.FIELD_MANAGER_OPERATOR and m.get("subresource") != "status"
-                 and "f:spec" in (m.get("fieldsV1") or {}) for m in metadata.get("managedFields") or [])
+    """What a reconcile pass needs to know of a live CronJob: its identity and the digest of our last apply."""
     return {
         "metadata": {"name": metadata.get("name"), "uid": metadata.get("uid"),
                      "generation": metadata.get("generation")},
         "status": {"lastScheduleTime": status.get("lastScheduleTime")},
         "appliedDigest": (metadata.get("annotations") or {}).get(names.ANNOTATION_APPLIED_DIGEST),
-        "editedByOthers": edited,
     }
 
 

@@ -10,12 +10,13 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime as dt
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
@@ -40,6 +41,8 @@ IndexEntry = dict[tuple[str | None, str], dict[str, Any]]
 _reconciler: Reconciler | None = None
 _INSTANCE = f"{socket.gethostname()}-{os.getpid()}"  # names this operator process in its Lease and Events
 _background: set[asyncio.Task[None]] = set()  # the operator's own loops, held so they are not collected
+# The Lease is renewed on a thread of its own, so that handler threads stuck on a slow MongoDB cannot let it lapse.
+_LEASE_THREAD = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lease")
 
 
 def reconciler() -> Reconciler:
@@ -99,7 +102,8 @@ class NoDiffBaseStorage(kopf.DiffBaseStorage):
 async def _renew_lease_forever(namespace: str, period: float) -> None:
     while True:
         try:
-            await asyncio.to_thread(kube.renew_lease, namespace, _INSTANCE, int(period * 4))
+            await asyncio.get_running_loop().run_in_executor(_LEASE_THREAD, kube.renew_lease, namespace, _INSTANCE,
+                                                             int(period * 4))
         except Exception as exc:  # the lease is a health signal; never let it stop the operator
             log.warning("Failed to renew Lease %s/%s: %s", namespace, names.OPERATOR_LEASE, exc)
         await asyncio.sleep(period)
@@ -119,13 +123,26 @@ def _post_events(body: dict[str, Any], events: list[tuple[str, str, str]], in_ha
                             body["metadata"].get("name"), exc)
 
 
-def _pass(body: dict[str, Any], cronjob: dict[str, Any] | None, jobs: list[dict[str, Any]],
-          periodic: bool = False, resumed: bool = False, first_sight: bool = False) -> None:
-    """One reconcile pass, in a worker thread: it writes the status itself when what a user sees changed."""
-    outcome = reconciler().reconcile(body, cronjob, jobs, periodic=periodic, resumed=resumed, runs=first_sight)
-    if status_changed(dict(body.get("status") or {}), outcome.status):
-        meta = body["metadata"]
-        kube.patch_syncjob_status(meta["namespace"], meta["name"], outcome.status)
+Snapshot = Callable[[], tuple[dict[str, Any] | None, dict[str, Any] | None, list[dict[str, Any]]]]
+
+
+def _pass(snapshot: Snapshot, periodic: bool = False, resumed: bool = False, first_sight: bool = False) -> None:
+    """One reconcile pass, in a worker thread: it writes the status itself when what a user sees changed.
+
+    Passes over one SyncJob run one at a time (the resync loop and the event handler may both want one), and
+    `snapshot` gives the SyncJob, its CronJob and Jobs as last seen only once the pass holds its turn.
+    """
+    body, cronjob, jobs = snapshot()
+    if body is None:
+        return
+    meta = body["metadata"]
+    with reconciler().lock_for((str(meta["namespace"]), str(meta["name"]))):
+        body, cronjob, jobs = snapshot()
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        outcome = reconciler().reconcile(body, cronjob, jobs, periodic=periodic, resumed=resumed, runs=first_sight)
+        if status_changed(dict(body.get("status") or {}), outcome.status):
+            kube.patch_syncjob_status(meta["namespace"], meta["name"], outcome.status)
     _post_events(body, outcome.events, in_handler=not periodic)
 
 
@@ -146,28 +163,43 @@ async def reconcile_syncjob(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any
     resumed = event["type"] is None  # the initial listing after an operator (re)start
     # Run history is read from MongoDB on first sight, except for a SyncJob just created: it has none of its own.
     first_sight = resumed or (event["type"] == "ADDED" and bool(raw.get("status")))
-    await asyncio.to_thread(_pass, raw, cronjob, _all(kwargs["job_index"], key), resumed=resumed,
-                            first_sight=first_sight)
+    jobs = _all(kwargs["job_index"], key)
+    await asyncio.to_thread(_pass, lambda: (raw, cronjob, jobs), resumed=resumed, first_sight=first_sight)
 
 
 async def _resync_forever(syncjobs: kopf.Index[Any, Any], cronjobs: kopf.Index[Any, Any],
                           jobs: kopf.Index[Any, Any], period: float) -> None:
     """Every period, one pass over each SyncJob (drift, missed runs, overdue cancels), spread evenly over the
-    period and one at a time, so a thousand SyncJobs cost a steady trickle rather than a burst."""
+    period, a few at a time, so a thousand SyncJobs cost a steady trickle rather than a burst and one slow pass
+    does not hold up the others."""
     loop = asyncio.get_running_loop()
+    slots = asyncio.Semaphore(4)
+
+    async def one(key: tuple[str, str]) -> None:
+        try:
+            def snapshot() -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[dict[str, Any]]]:
+                return _one(syncjobs, key), _one(cronjobs, key), _all(jobs, key)
+            await asyncio.to_thread(_pass, snapshot, periodic=True)
+        except Exception:  # one SyncJob's trouble must neither stop the loop nor the others' resync
+            log.exception("Resync of SyncJob %s/%s failed; the next period retries", *key)
+        finally:
+            slots.release()
+
     await asyncio.sleep(period)
     while True:
         started = loop.time()
         keys = list(syncjobs)
+        passes = set()
         for i, key in enumerate(keys):
             await asyncio.sleep(max(0.0, started + period * i / len(keys) - loop.time()))
-            try:
-                body = _one(syncjobs, key)
-                if body is None or body["metadata"].get("deletionTimestamp"):
-                    continue
-                await asyncio.to_thread(_pass, body, _one(cronjobs, key), _all(jobs, key), periodic=True)
-            except Exception:  # one SyncJob's trouble must neither stop the loop nor the others' resync
-                log.exception("Resync of SyncJob %s/%s failed; the next period retries", *key)
+            await slots.acquire()
+            passes.add(loop.create_task(one(key)))
+        if passes:
+            await asyncio.wait(passes)
+        reconciler().prune(set(keys))
+        if loop.time() - started > period * 1.5:
+            log.warning("A resync of %d SyncJobs took %.0f s, more than RESYNC_SECONDS=%.0f", len(keys),
+                        loop.time() - started, period)
         await asyncio.sleep(max(0.0, started + period - loop.time()))
 
 
@@ -229,6 +261,8 @@ async def cronjob_changed(event: kopf.RawEvent, body: kopf.Body, namespace: str 
     if parent["metadata"].get("uid") not in {o.get("uid") for o in body.metadata.get("ownerReferences") or []}:
         return  # a CronJob left over from an earlier SyncJob of the same name: the garbage collector takes it
     deleted = event["type"] == "DELETED"
+    if deleted:  # before any pass can take the gone CronJob for one not yet in the watch cache
+        reconciler().forget_cronjob(str(namespace), parent["metadata"]["name"])
     raw = dict(body)
     live = None if deleted else builders.cronjob_summary(raw["metadata"], raw.get("status") or {})
     memo = reconciler().applied.get((str(namespace), parent["metadata"]["name"]))

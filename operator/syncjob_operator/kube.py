@@ -45,11 +45,14 @@ def _at_most_every(seconds: float, hook: Callable[[Any], None]) -> Callable[[Any
     last = -seconds
 
     def throttled(configuration: Any) -> None:
-        nonlocal last
+        nonlocal last, hook
         now = time.monotonic()
         if now - last >= seconds:
             last = now
             hook(configuration)
+            if configuration.refresh_api_key_hook is not throttled:  # the loader puts a fresh hook back each time
+                hook = configuration.refresh_api_key_hook
+                configuration.refresh_api_key_hook = throttled
 
     return throttled
 
@@ -154,7 +157,8 @@ def post_event(involved: dict[str, Any], type_: str, reason: str, message: str, 
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     body = {
         "metadata": {"namespace": meta["namespace"], "generateName": "syncjob-operator-"},
-        "action": "Reconcile", "type": type_, "reason": reason, "message": message[:1024],
+        "action": "Reconcile", "type": type_, "reason": reason,
+        "message": message.encode()[:1024].decode(errors="ignore"),  # the API server's limit is 1 KiB
         "reportingComponent": names.FIELD_MANAGER_OPERATOR, "reportingInstance": instance,
         "source": {"component": names.FIELD_MANAGER_OPERATOR},
         "involvedObject": {"apiVersion": involved.get("apiVersion"), "kind": involved.get("kind"),

@@ -125,7 +125,9 @@ class Reconciler:
         self.settings = settings
         self.scan_from: dict[str, tuple[int | None, dt.datetime]] = {}  # uid -> (generation, missed-run scan start)
         self.applied: dict[tuple[str, str], Applied] = {}  # (namespace, name) -> what we applied to its CronJob
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        # (namespace, name) -> tokens acted on, by annotation: status may lag behind in a watch cache
+        self.handled: dict[tuple[str, str], dict[str, str]] = {}
+        self._locks: dict[tuple[str, str], threading.RLock] = {}
         self._locks_lock = threading.Lock()
 
     @property
@@ -135,9 +137,24 @@ class Reconciler:
     def forget(self, namespace: str, name: str, uid: str | None) -> None:
         """Drop what is remembered of a deleted SyncJob."""
         self.applied.pop((namespace, name), None)
+        self.handled.pop((namespace, name), None)
         with self._locks_lock:
             self._locks.pop((namespace, name), None)
         self.scan_from.pop(uid or name, None)
+
+    def forget_cronjob(self, namespace: str, name: str) -> None:
+        """The CronJob is gone: what we applied to it no longer stands for anything."""
+        self.applied.pop((namespace, name), None)
+
+    def prune(self, live: set[tuple[str, str]]) -> None:
+        """Drop what is remembered of SyncJobs no longer in the cluster (a pass may write after `forget`)."""
+        for key in [k for k in self.applied if k not in live]:
+            self.applied.pop(key, None)
+        for key in [k for k in self.handled if k not in live]:
+            self.handled.pop(key, None)
+        with self._locks_lock:
+            for key in [k for k in self._locks if k not in live]:
+                del self._locks[key]
 
     # -- the CronJob ------------------------------------------------------------------------------------------
 
@@ -155,12 +172,13 @@ class Reconciler:
         and so do periodic passes, in case a deletion was never seen.
         """
         key = (sj.namespace, sj.name)
-        with self._lock_for(key):  # one apply at a time per CronJob; a second caller then finds the memo
+        with self.lock_for(key):  # one apply at a time per CronJob; a second caller then finds the memo
             return self._ensure_cronjob(key, sj, outcome, actual, trust_memo)
 
-    def _lock_for(self, key: tuple[str, str]) -> threading.Lock:
+    def lock_for(self, key: tuple[str, str]) -> threading.RLock:
+        """Passes over one SyncJob, and applies of its CronJob, run one at a time."""
         with self._locks_lock:
-            return self._locks.setdefault(key, threading.Lock())
+            return self._locks.setdefault(key, threading.RLock())
 
     def _ensure_cronjob(self, key: tuple[str, str], sj: SyncJob, outcome: Outcome, actual: dict[str, Any] | None,
                         trust_memo: bool) -> dict[str, Any] | None:
@@ -168,6 +186,8 @@ class Reconciler:
         memo = self.applied.get(key)
         if memo and memo.syncjob_uid != sj.metadata.uid:
             memo = None
+        if memo and (memo.syncjob_generation or 0) > (sj.metadata.generation or 0):
+            return actual if actual is not None else memo.cronjob  # a stale view: a newer spec is applied already
         if memo and memo.syncjob_generation == sj.metadata.generation:
             if actual is not None and memo.cronjob_generation == live_generation:
                 return actual  # neither the SyncJob's spec nor the CronJob changed since we applied it
@@ -182,8 +202,9 @@ class Reconciler:
             self.applied[key] = Applied(digest, memo.cronjob, sj.metadata.generation, sj.metadata.uid)
             return actual
         if (actual is not None and memo is None and actual.get("appliedDigest") == digest
-                and not actual.get("editedByOthers")):
-            # Applied by us before a restart, and nobody else has touched its spec since: nothing to do.
+                and live_generation is not None and live_generation == sj.status.cron_job_generation):
+            # Applied by us before a restart (same digest), and its generation is still the one that apply
+            # produced, so nobody has changed its spec since (an edit that only removes fields included).
             self.applied[key] = Applied(digest, {"metadata": dict(actual["metadata"])}, sj.metadata.generation,
                                         sj.metadata.uid)
             return actual
@@ -237,7 +258,8 @@ class Reconciler:
     def handle_requested(self, sj: SyncJob, cronjob: dict[str, Any] | None, outcome: Outcome) -> None:
         ann = sj.metadata.annotations
         token = ann.get(names.REQUESTED_AT)
-        if not token or token == sj.status.last_handled_requested_at:
+        handled = self.handled.setdefault((sj.namespace, sj.name), {})
+        if not token or token in (sj.status.last_handled_requested_at, handled.get(names.REQUESTED_AT)):
             return
         force = ann.get(names.FORCE_AT) == token
         job = builders.build_manual_job(sj, self.settings, token, force, cronjob, _now())
@@ -253,13 +275,15 @@ class Reconciler:
             outcome.events.append(("Normal", "RunForced" if force else "RunTriggered",
                                    f"Started {'forced ' if force else ''}run {run_id} for request {token}"))
         outcome.status["lastHandledRequestedAt"] = token
+        handled[names.REQUESTED_AT] = token
         if force:
             outcome.status["lastHandledForceAt"] = token
 
     def handle_cancel(self, sj: SyncJob, jobs: list[dict[str, Any]], outcome: Outcome) -> None:
         ann = sj.metadata.annotations
         token = ann.get(names.CANCEL_AT)
-        if not token or token == sj.status.last_handled_cancel_at:
+        handled = self.handled.setdefault((sj.namespace, sj.name), {})
+        if not token or token in (sj.status.last_handled_cancel_at, handled.get(names.CANCEL_AT)):
             return
         targets = [r.run_id for r in active_runs(jobs)]
         scoped = ann.get(names.CANCEL_RUNS, "")
@@ -278,6 +302,7 @@ class Reconciler:
         log.info("%s for SyncJob %s/%s (token %s)", message, sj.namespace, sj.name, token)
         outcome.events.append(("Normal", "RunCancelled" if asked else "NothingToCancel", message))
         outcome.status["lastHandledCancelAt"] = token
+        handled[names.CANCEL_AT] = token
 
     def delete_overdue_cancels(self, sj: SyncJob, jobs: list[dict[str, Any]]) -> None:
         running = [r.run_id for r in active_runs(jobs)]
@@ -382,6 +407,8 @@ class Reconciler:
             "observedGeneration": sj.metadata.generation,
             "conditions": [cond.to_k8s()],
             "cronJobName": sj.name,
+            "cronJobGeneration": applied.cronjob_generation if (applied := self.applied.get(
+                (sj.namespace, sj.name))) else None,
             "nextScheduleTime": None if paused else builders.next_schedule_time(sj.spec, now).strftime(
                 "%Y-%m-%dT%H:%M:%SZ"),
             "active": [a.to_k8s() for a in active_runs(jobs)],

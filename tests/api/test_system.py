@@ -101,14 +101,20 @@ def test_kubernetes_unreachable_answers_503_and_health_says_why(make_api: Callab
     assert api.http.get("/readyz").status_code == 503
 
 
+def _metric(text: str, series: str) -> float:
+    return next((float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(series + " ")), 0.0)
+
+
 def test_metrics_count_requests_by_route_and_report_jobs_and_executions(api: Api) -> None:
+    not_found = 'syncjob_api_requests_total{method="GET",route="/api/scheduler/jobs/{job_id}",status="404"}'
+    before = _metric(api.http.get("/metrics").text, not_found)  # the counters are per process, not per app
     api.create_syncjob("alpha")
     api.create_syncjob("beta", paused=True)
     api.add_execution("alpha-1", "alpha", status="failed")
     api.get("/jobs/alpha")
     api.get("/jobs/nope")
     text = api.http.get("/metrics").text
-    assert 'syncjob_api_requests_total{method="GET",route="/api/scheduler/jobs/{job_id}",status="404"} 1.0' in text
+    assert _metric(text, not_found) - before == 1
     assert 'syncjob_api_request_duration_seconds_count{method="GET",route="/api/scheduler/jobs/{job_id}"}' in text
     assert 'syncjob_api_jobs{state="paused"} 1.0' in text and 'syncjob_api_jobs{state="active"} 1.0' in text
     assert 'syncjob_api_executions{status="failed"} 1.0' in text
