@@ -196,7 +196,7 @@ async def _resync_forever(syncjobs: kopf.Index[Any, Any], cronjobs: kopf.Index[A
             passes.add(loop.create_task(one(key)))
         if passes:
             await asyncio.wait(passes)
-        reconciler().prune(set(keys))
+        reconciler().prune(set(syncjobs))  # as the index is now: a SyncJob created during the cycle stays
         if loop.time() - started > period * 1.5:
             log.warning("A resync of %d SyncJobs took %.0f s, more than RESYNC_SECONDS=%.0f", len(keys),
                         loop.time() - started, period)

@@ -141,14 +141,14 @@ def renew_lease(namespace: str, holder: str, duration_seconds: int) -> None:
     body: dict[str, Any] = {"metadata": {"name": names.OPERATOR_LEASE, "namespace": namespace},
                             "spec": {"holderIdentity": holder, "leaseDurationSeconds": duration_seconds,
                                      "renewTime": now}}
-    path = _path("coordination.k8s.io/v1", namespace, "leases")
     try:
-        request("PATCH", f"{path}/{names.OPERATOR_LEASE}", body, content_type=MERGE_PATCH)
+        request("PATCH", _path("coordination.k8s.io/v1", namespace, "leases", names.OPERATOR_LEASE), body,
+                content_type=MERGE_PATCH)
     except ApiException as exc:
         if exc.status != 404:
             raise
         body["spec"]["acquireTime"] = now
-        request("POST", path, body)
+        request("POST", _path("coordination.k8s.io/v1", namespace, "leases"), body)
 
 
 def post_event(involved: dict[str, Any], type_: str, reason: str, message: str, instance: str) -> None:

@@ -259,9 +259,14 @@ class Reconciler:
         ann = sj.metadata.annotations
         token = ann.get(names.REQUESTED_AT)
         handled = self.handled.setdefault((sj.namespace, sj.name), {})
-        if not token or token in (sj.status.last_handled_requested_at, handled.get(names.REQUESTED_AT)):
+        if not token or token == sj.status.last_handled_requested_at:
             return
         force = ann.get(names.FORCE_AT) == token
+        if token == handled.get(names.REQUESTED_AT):  # acted on; the status saying so is not written or seen yet
+            outcome.status["lastHandledRequestedAt"] = token
+            if force:
+                outcome.status["lastHandledForceAt"] = token
+            return
         job = builders.build_manual_job(sj, self.settings, token, force, cronjob, _now())
         created = kube.create_job(job)
         run_id = job["metadata"]["name"]
@@ -283,7 +288,10 @@ class Reconciler:
         ann = sj.metadata.annotations
         token = ann.get(names.CANCEL_AT)
         handled = self.handled.setdefault((sj.namespace, sj.name), {})
-        if not token or token in (sj.status.last_handled_cancel_at, handled.get(names.CANCEL_AT)):
+        if not token or token == sj.status.last_handled_cancel_at:
+            return
+        if token == handled.get(names.CANCEL_AT):  # acted on; the status saying so is not written or seen yet
+            outcome.status["lastHandledCancelAt"] = token
             return
         targets = [r.run_id for r in active_runs(jobs)]
         scoped = ann.get(names.CANCEL_RUNS, "")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 from pymongo.database import Database
 from syncjob_api.core.config import Settings
@@ -101,20 +102,22 @@ def test_kubernetes_unreachable_answers_503_and_health_says_why(make_api: Callab
     assert api.http.get("/readyz").status_code == 503
 
 
-def _metric(text: str, series: str) -> float:
-    return next((float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(series + " ")), 0.0)
+def _not_found_count(text: str) -> float:
+    """syncjob_api_requests_total for GET /api/scheduler/jobs/{job_id} answered 404."""
+    wanted = {"method": "GET", "route": "/api/scheduler/jobs/{job_id}", "status": "404"}
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "syncjob_api_requests_total" and s.labels == wanted)
 
 
 def test_metrics_count_requests_by_route_and_report_jobs_and_executions(api: Api) -> None:
-    not_found = 'syncjob_api_requests_total{method="GET",route="/api/scheduler/jobs/{job_id}",status="404"}'
-    before = _metric(api.http.get("/metrics").text, not_found)  # the counters are per process, not per app
+    before = _not_found_count(api.http.get("/metrics").text)  # the counters are per process, not per app
     api.create_syncjob("alpha")
     api.create_syncjob("beta", paused=True)
     api.add_execution("alpha-1", "alpha", status="failed")
     api.get("/jobs/alpha")
     api.get("/jobs/nope")
     text = api.http.get("/metrics").text
-    assert _metric(text, not_found) - before == 1
+    assert _not_found_count(text) - before == 1
     assert 'syncjob_api_request_duration_seconds_count{method="GET",route="/api/scheduler/jobs/{job_id}"}' in text
     assert 'syncjob_api_jobs{state="paused"} 1.0' in text and 'syncjob_api_jobs{state="active"} 1.0' in text
     assert 'syncjob_api_executions{status="failed"} 1.0' in text

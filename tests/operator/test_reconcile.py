@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from testbed.cluster import LocalCluster
 from tests.conftest import make_syncjob
@@ -92,9 +93,10 @@ def test_hand_edited_or_deleted_cronjob_is_put_back(operator: OperatorProcess, s
 
 def _cronjob_applies(cluster: LocalCluster) -> float:
     """Server-side applies of CronJobs the API server has served so far (its own metrics)."""
-    return sum(float(line.rsplit(" ", 1)[1]) for line in cluster.kubectl("get", "--raw", "/metrics").splitlines()
-               if line.startswith("apiserver_request_total{") and 'resource="cronjobs"' in line
-               and 'verb="APPLY"' in line and 'dry_run=""' in line)
+    families = text_string_to_metric_families(cluster.kubectl("get", "--raw", "/metrics"))
+    applies = {"resource": "cronjobs", "verb": "APPLY", "dry_run": ""}
+    return sum(s.value for f in families for s in f.samples if s.name == "apiserver_request_total"
+               and applies.items() <= s.labels.items())
 
 
 def test_a_restarted_operator_applies_only_the_cronjobs_edited_while_it_was_away(
