@@ -95,8 +95,9 @@ PRINTER_COLUMNS = [
     {"name": "Paused", "type": "boolean", "jsonPath": ".spec.paused"},
     {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
     {"name": "Last Status", "type": "string", "jsonPath": ".status.lastExecution.status"},
-    {"name": "Last Run", "type": "date", "jsonPath": ".status.lastScheduleTime"},
-    {"name": "Next Run", "type": "date", "jsonPath": ".status.nextScheduleTime"},
+    {"name": "Last Run", "type": "date", "jsonPath": ".status.lastExecution.startedAt"},
+    # kubectl renders a `date` column in the future as <invalid>: the next run is shown as the time it is.
+    {"name": "Next Run", "type": "string", "jsonPath": ".status.nextScheduleTime"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

@@ -101,7 +101,10 @@ class SyncJobSpec(CamelModel):
         default=300, ge=10, description="A scheduled run that cannot start within this many seconds is missed."
     )
     active_deadline_seconds: int | None = Field(
-        default=7200, ge=1, description="A run still going after this many seconds is stopped and recorded failed."
+        default=None, ge=1,
+        description="A run still going after this many seconds is stopped and recorded failed (DeadlineExceeded). "
+        "Unset: the task's default (quotes 900, status 600, basics 3600; daily and financial none, since a first "
+        "full backfill takes hours: a run that stops heartbeating is failed LostHeartbeat instead).",
     )
     backoff_limit: int = Field(
         default=0, ge=0, le=10,
@@ -167,9 +170,24 @@ class ExecutionSummary(CamelModel):
     trigger: str | None = Field(default=None, description="schedule or manual.")
     started_at: Timestamp | None = Field(default=None, description="When the run started.")
     finished_at: Timestamp | None = Field(default=None, description="When the run ended.")
-    duration_ms: int | None = Field(default=None, description="Wall time of the run in milliseconds.")
+    duration_seconds: float | None = Field(default=None, description="Wall time of the run in seconds.")
     source: str | None = Field(default=None, description="The source that delivered the data.")
     message: str | None = Field(default=None, description="Error message or reason, if any.")
+
+
+class ScheduleScan(CamelModel):
+    """Where the operator's search for runs the schedule should have started but did not has got to.
+
+    Kept in status, not in memory, so an operator restart or a spec edit neither invents misses nor loses one.
+    """
+
+    schedule: str = Field(description="The cron expression the scan position refers to.")
+    time_zone: str = Field(description="Its time zone.")
+    scanned_until: Timestamp = Field(description="Scheduled times up to here have been judged.")
+    paused_since: Timestamp | None = Field(default=None, description="When scheduled runs were paused, if they are.")
+    pending: list[Timestamp] = Field(
+        default_factory=list, max_length=100,
+        description="Times due under an earlier schedule whose starting deadline had not passed when it changed.")
 
 
 class ActiveRun(CamelModel):
@@ -197,6 +215,8 @@ class SyncJobStatus(CamelModel):
     )
     last_handled_force_at: str | None = Field(default=None, description="The last force-at token acted on.")
     last_handled_cancel_at: str | None = Field(default=None, description="The last cancel-at token acted on.")
+    schedule_scan: ScheduleScan | None = Field(
+        default=None, description="The missed-run scan's position (the operator's bookkeeping).")
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)

@@ -1,4 +1,5 @@
-"""MongoDB contracts: collection names, unique keys, indexes and retention (DESIGN.md, kept from the incumbent).
+"""MongoDB contracts: collection names, unique keys, indexes and retention (docs/mongodb.md), and the one client
+factory every component connects with.
 
 Every process that writes a collection ensures its indexes at start-up with `ensure_indexes`; creating an index
 that exists is a no-op, so the operator, the API and the sync image can all call it.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel, MongoClient
 from pymongo.database import Database
 
 EXECUTIONS = "scheduler_executions"
@@ -20,6 +21,13 @@ MARKET_QUOTES = "market_quotes"
 STOCK_DAILY_QUOTES = "stock_daily_quotes"
 STOCK_FINANCIAL_DATA = "stock_financial_data"
 DATA_SOURCE_STATUS = "data_source_status"
+# Ids of execution records an admin deleted, so that no writer brings them back while their Job still exists.
+EXECUTION_TOMBSTONES = "scheduler_execution_tombstones"
+# One document per SyncJob under concurrencyPolicy Forbid: the run that holds the right to sync.
+RUN_SLOTS = "scheduler_run_slots"
+
+DEFAULT_DATABASE = "tradingagents"
+DEFAULT_TIMEOUT_MS = 5000
 
 DEFAULT_RETENTION_DAYS = 180
 
@@ -50,6 +58,8 @@ SCHEDULER_COLLECTIONS = (
         ttl_field="timestamp",
     ),
     CollectionSpec(METADATA, unique_key=("job_id",)),
+    CollectionSpec(EXECUTION_TOMBSTONES, ttl_field="deleted_at"),
+    CollectionSpec(RUN_SLOTS, indexes=((("run_id", ASCENDING),),)),
 )
 
 DATA_COLLECTIONS = (
@@ -93,3 +103,17 @@ def _set_retention(db: Database[Any], spec: CollectionSpec, retention_days: int)
     for name, info in db[spec.name].index_information().items():
         if "expireAfterSeconds" in info and info["expireAfterSeconds"] != seconds:
             db.command("collMod", spec.name, index={"name": name, "expireAfterSeconds": seconds})
+
+
+def connect(uri: str, *, app: str, timeout_ms: int = DEFAULT_TIMEOUT_MS,
+            socket_timeout_ms: int | None = None) -> Database[Any]:
+    """The database named in the URI's path (default `tradingagents`), with timezone-aware UTC datetimes.
+
+    The one place a MongoDB client is made: the operator, the API and the sync pods share its timeouts (server
+    selection and connect within `timeout_ms`; a socket read may take longer, for the API's aggregations).
+    """
+    client: MongoClient[Any] = MongoClient(
+        uri, tz_aware=True, appname=app, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
+        socketTimeoutMS=socket_timeout_ms if socket_timeout_ms is not None else max(timeout_ms, 60000),
+    )
+    return client.get_default_database(default=DEFAULT_DATABASE)

@@ -17,8 +17,8 @@ from croniter import croniter
 from pydantic import ValidationError
 
 from syncjob import names
-from syncjob.model import Condition, ConditionStatus, SyncJob, SyncJobSpec
-from syncjob.runs import manual_run_id
+from syncjob.model import Condition, ConditionStatus, SyncJob, SyncJobSpec, Task
+from syncjob.runs import manual_job_name
 from syncjob_operator.settings import OperatorSettings
 
 CONTAINER_NAME = "sync"
@@ -95,9 +95,18 @@ def next_schedule_time(spec: SyncJobSpec, now: dt.datetime) -> dt.datetime:
     return nxt.astimezone(dt.UTC)
 
 
-def scheduled_run_id(cronjob_name: str, scheduled: dt.datetime) -> str:
-    """The name the CronJob controller gives the Job of a scheduled time (minutes since the epoch)."""
-    return f"{cronjob_name}-{int(scheduled.timestamp()) // 60}"
+# activeDeadlineSeconds when a SyncJob sets none: a deliberate choice per task (docs/operator.md). The quick tasks
+# get a bound; daily and financial get none, because a first full backfill takes hours and a healthy run must not be
+# reaped by age: a run whose pod stops heartbeating is failed LostHeartbeat by the operator instead.
+DEFAULT_ACTIVE_DEADLINE_SECONDS: dict[Task, int | None] = {
+    Task.QUOTES: 900, Task.STATUS: 600, Task.BASICS: 3600, Task.DAILY: None, Task.FINANCIAL: None,
+}
+
+
+def active_deadline_seconds(spec: SyncJobSpec) -> int | None:
+    if spec.active_deadline_seconds is not None:
+        return spec.active_deadline_seconds
+    return DEFAULT_ACTIVE_DEADLINE_SECONDS[spec.task]
 
 
 def labels(sj: SyncJob) -> dict[str, str]:
@@ -122,6 +131,9 @@ def _env(sj: SyncJob, settings: OperatorSettings, trigger: str, force: bool,
         {"name": "SYNC_TRIGGER", "value": trigger},
         {"name": "SYNC_RUN_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}}},
         {"name": "SYNC_SCHEDULED_TIME", "value": scheduled.strftime("%Y-%m-%dT%H:%M:%SZ") if scheduled else ""},
+        {"name": "SYNC_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "SYNC_CONCURRENCY_POLICY", "value": spec.concurrency_policy.value},
+        {"name": "SYNC_BACKOFF_LIMIT", "value": str(spec.backoff_limit)},
         {"name": "MONGO_URI", "valueFrom": {"secretKeyRef": {"name": settings.mongo_secret_name, "key": "MONGO_URI"}}},
         {"name": "TUSHARE_TOKEN", "valueFrom": {"secretKeyRef": {
             "name": settings.tushare_secret_name, "key": "TUSHARE_TOKEN", "optional": True}}},
@@ -161,8 +173,9 @@ def job_spec(sj: SyncJob, settings: OperatorSettings, trigger: str = "schedule",
             },
         },
     }
-    if spec.active_deadline_seconds is not None:
-        job["activeDeadlineSeconds"] = spec.active_deadline_seconds
+    deadline = active_deadline_seconds(spec)
+    if deadline is not None:
+        job["activeDeadlineSeconds"] = deadline
     if settings.sync_service_account:
         job["template"]["spec"]["serviceAccountName"] = settings.sync_service_account
     return job
@@ -224,7 +237,7 @@ def build_manual_job(sj: SyncJob, settings: OperatorSettings, token: str, force:
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": manual_run_id(sj.name, token),
+            "name": manual_job_name(sj.name, token),
             "namespace": sj.namespace,
             "labels": {**labels(sj), names.LABEL_TRIGGER: "manual"},
             "annotations": {INSTANTIATE_ANNOTATION: "manual", names.ANNOTATION_TOKEN: token,

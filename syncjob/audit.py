@@ -1,0 +1,35 @@
+"""The audit trail (scheduler_history): the one writer of its entries, for the API and the operator alike.
+
+An entry says who (`user`) did what (`action`: pause, resume, trigger, cancel, metadata, mark-failed, delete,
+spec-change) to which job (`job_id`, `namespace`), through what (`via`: api, kubectl), with what outcome (`status`:
+success, failed, denied), on which `target` (job or run id), with `details`, `error_message` and `timestamp`.
+An entry written for a run or a spec generation has a `key` and is written at most once, so a writer that died
+after acting and acts again on restart leaves one entry, not two (docs/mongodb.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from syncjob import mongo
+from syncjob.executions import utcnow
+
+
+def write(db: Database[Any], *, job_id: str | None, namespace: str | None, action: str, status: str, user: str,
+          via: str, target: str | None, details: dict[str, Any] | None = None, error_message: str | None = None,
+          key: str | None = None) -> bool:
+    """Write one entry; with `key`, only if no entry of that key exists. True if this call wrote it."""
+    doc = {"job_id": job_id, "namespace": namespace, "action": action, "status": status, "user": user, "via": via,
+           "target": target, "details": details or {}, "error_message": error_message, "timestamp": utcnow()}
+    coll = db[mongo.HISTORY]
+    if key is None:
+        coll.insert_one(doc)
+        return True
+    try:
+        result = coll.update_one({"_id": key}, {"$setOnInsert": doc}, upsert=True)
+    except DuplicateKeyError:
+        return False
+    return result.upserted_id is not None
