@@ -248,6 +248,27 @@ def build_manual_job(sj: SyncJob, settings: OperatorSettings, token: str, force:
     }
 
 
+def annotation_owners(metadata: dict[str, Any]) -> dict[str, str]:
+    """Which field manager last wrote each of our annotations, from managedFields (the API server's record of who
+    wrote which field): `requested-by` is believed only when the API's own manager wrote it with the token."""
+    owners: dict[str, str] = {}
+    for entry in metadata.get("managedFields") or []:
+        fields = ((entry.get("fieldsV1") or {}).get("f:metadata") or {}).get("f:annotations") or {}
+        for key in fields:
+            name = key[2:] if key.startswith("f:") else key
+            if name.startswith(f"{names.GROUP}/"):
+                owners[name] = str(entry.get("manager") or "unknown")
+    return owners
+
+
+def requester(annotations: dict[str, str], owners: dict[str, str], token_key: str) -> tuple[str, bool]:
+    """Who asked for a token's action, and whether it came through the API (which audits its own requests)."""
+    owner = owners.get(token_key)
+    if owner == names.FIELD_MANAGER_API and owners.get(names.REQUESTED_BY) == names.FIELD_MANAGER_API:
+        return annotations.get(names.REQUESTED_BY) or names.FIELD_MANAGER_API, True
+    return owner or "kubectl", False
+
+
 def digest(obj: dict[str, Any]) -> str:
     """A stable fingerprint of an object we build, to tell whether what we would apply has changed."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()

@@ -21,7 +21,9 @@ from typing import Any
 
 import kopf
 
-from syncjob import names
+from syncjob import migrations, names
+from syncjob.model import ConcurrencyPolicy
+from syncjob.runs import run_id
 from syncjob_operator import builders, kube, records
 from syncjob_operator.reconcile import (
     InvalidSpecError,
@@ -38,6 +40,7 @@ SYNCJOB = (names.GROUP, names.VERSION, names.PLURAL)
 OWNED = {names.LABEL_SYNCJOB: kopf.PRESENT}
 
 IndexEntry = dict[tuple[str | None, str], dict[str, Any]]
+OWNERS = "annotationOwners"  # kept in an indexed SyncJob's metadata instead of managedFields
 _reconciler: Reconciler | None = None
 _INSTANCE = f"{socket.gethostname()}-{os.getpid()}"  # names this operator process in its Lease and Events
 _background: set[asyncio.Task[None]] = set()  # the operator's own loops, held so they are not collected
@@ -79,7 +82,7 @@ async def configure(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
         settings.admission.server = kopf.WebhookServer(addr=cfg.webhook_addr, port=cfg.webhook_port,
                                                        certfile=cfg.webhook_cert_file, pkeyfile=cfg.webhook_key_file)
         kopf.on.validate(*SYNCJOB, id="validate-syncjob", operations=["CREATE", "UPDATE"])(validate_syncjob)
-    records.database(cfg.mongo_uri)  # fail fast on a bad MONGO_URI, and ensure the indexes
+    migrations.migrate(records.database(cfg.mongo_uri))  # fail fast on a bad MONGO_URI; indexes; old records
     _background.add(loop.create_task(_renew_lease_forever(cfg.operator_namespace, cfg.lease_renew_seconds)))
     _background.add(loop.create_task(_resync_forever(kwargs["syncjob_index"], kwargs["cronjob_index"],
                                                      kwargs["job_index"], cfg.resync_seconds)))
@@ -152,7 +155,7 @@ async def reconcile_syncjob(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any
     digest, tokens against status.lastHandled*), so it needs no diff base and writes no bookkeeping annotation.
     The status write it causes comes back as an event that `settled` stops in the event loop."""
     raw = dict(body)
-    meta = raw["metadata"]
+    raw["metadata"] = meta = {**raw["metadata"], OWNERS: builders.annotation_owners(raw["metadata"])}
     if event["type"] == "DELETED" or meta.get("deletionTimestamp"):
         reconciler().forget(meta["namespace"], meta["name"], meta.get("uid"))
         return  # the garbage collector removes the CronJob and its Jobs
@@ -217,7 +220,8 @@ def validate_syncjob(body: kopf.Body, **kwargs: Any) -> None:
 @kopf.index(*SYNCJOB)
 async def syncjob_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> IndexEntry:
     raw = dict(body)  # the plain dicts under kopf's views: reading through the views costs more than the copy
-    metadata = {k: v for k, v in raw["metadata"].items() if k != "managedFields"}  # the bulk of an object, unread
+    metadata = {k: v for k, v in raw["metadata"].items() if k != "managedFields"}  # the bulk of an object
+    metadata[OWNERS] = builders.annotation_owners(raw["metadata"])  # all a pass needs of managedFields
     return {(namespace, name): {"metadata": metadata, "spec": raw.get("spec") or {}, "status": raw.get("status") or {},
                                 "apiVersion": raw.get("apiVersion"), "kind": raw.get("kind")}}
 
@@ -232,13 +236,24 @@ async def cronjob_index(namespace: str | None, name: str, body: kopf.Body, **_: 
 @kopf.index("batch", "v1", "jobs", labels=OWNED)
 async def job_index(namespace: str | None, name: str, labels: Mapping[str, str], body: kopf.Body,
                     **_: Any) -> IndexEntry:
-    meta = body.metadata
-    return {(namespace, labels[names.LABEL_SYNCJOB]): {
-        "metadata": {"name": name, "deletionTimestamp": meta.get("deletionTimestamp"),
-                     "creationTimestamp": meta.get("creationTimestamp")},
-        "status": {"conditions": [{"type": c.get("type"), "status": c.get("status")}
-                                  for c in body.status.get("conditions") or []]},
-    }}
+    return {(namespace, labels[names.LABEL_SYNCJOB]): job_summary(dict(body))}
+
+
+def job_summary(job: dict[str, Any]) -> dict[str, Any]:
+    """What passes read of a Job: identity, trigger, active pods and the conditions a verdict comes from."""
+    meta, status = job.get("metadata") or {}, job.get("status") or {}
+    return {
+        "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace"),
+                     "deletionTimestamp": meta.get("deletionTimestamp"),
+                     "creationTimestamp": meta.get("creationTimestamp"),
+                     "labels": {names.LABEL_SYNCJOB: (meta.get("labels") or {}).get(names.LABEL_SYNCJOB),
+                                names.LABEL_TRIGGER: (meta.get("labels") or {}).get(names.LABEL_TRIGGER)},
+                     "annotations": {k: v for k, v in (meta.get("annotations") or {}).items()
+                                     if k in (names.ANNOTATION_FORCE, names.ANNOTATION_SCHEDULED_TIME)}},
+        "status": {"active": status.get("active") or 0,
+                   "conditions": [{"type": c.get("type"), "status": c.get("status"), "reason": c.get("reason"),
+                                   "message": c.get("message")} for c in status.get("conditions") or []]},
+    }
 
 
 def _one(index: kopf.Index[Any, Any], key: tuple[str, str]) -> dict[str, Any] | None:
@@ -290,21 +305,34 @@ def _repair_cronjob(parent: dict[str, Any], live: dict[str, Any] | None, deleted
 @kopf.on.event("batch", "v1", "jobs", labels=OWNED)
 def job_changed(event: kopf.RawEvent, body: kopf.Body, name: str, namespace: str | None,
                 labels: Mapping[str, str], **kwargs: Any) -> None:
-    """Execution truth: every Job has a record; Kubernetes' verdict closes a record the pod could not."""
+    """Execution truth: every Job has a record; Kubernetes' verdict closes a record the pod could not.
+
+    Handled once per event; if MongoDB is down now, the periodic passes close the record once it is back.
+    """
     cfg = get_settings()
     db = records.database(cfg.mongo_uri)
     job = dict(body)
     namespace = str(namespace)
     syncjob_index, cronjob_index, job_index = kwargs["syncjob_index"], kwargs["cronjob_index"], kwargs["job_index"]
     syncjob_name = labels[names.LABEL_SYNCJOB]
-    parent = _one(syncjob_index, (namespace, syncjob_name))
+    key = (namespace, syncjob_name)
+    parent = _one(syncjob_index, key)
+    rid = run_id(namespace, name)
+    others = [j for j in _all(job_index, key) if j["metadata"]["name"] != name]
+    policy = (parent or {}).get("spec", {}).get("concurrencyPolicy")
     closed = False
     if event["type"] == "DELETED":
-        replaced = bool(parent and parent["spec"].get("concurrencyPolicy") == "Replace"
-                        and (job.get("metadata", {}).get("labels") or {}).get(names.LABEL_TRIGGER) == "schedule")
-        closed = records.close_deleted_job(db, name, replaced=replaced)
+        replaced = _replaced(job, others, policy)
+        scheduled = ((job.get("metadata") or {}).get("labels") or {}).get(names.LABEL_TRIGGER) == "schedule"
+        if replaced or policy != ConcurrencyPolicy.REPLACE.value or not scheduled:
+            closed = records.close_deleted_job(db, rid, replaced=replaced)
+        # else: the CronJob controller may be about to create the Job that replaced it; the next periodic pass
+        # tells a replacement from a deletion by hand once it can see the newer Job
     else:
-        records.record_job_seen(db, job)
+        seen = records.record_job_seen(db, job)
+        if (event["type"] == "ADDED" and seen is not None and seen.get("status") == "running"
+                and policy == ConcurrencyPolicy.REPLACE.value and parent is not None):
+            _replace_older(parent, job, others)
         verdict_needs_pods = any(c.get("type") == "Failed" and c.get("status") == "True"
                                  for c in (job.get("status") or {}).get("conditions") or [])
         pods = kube.list_job_pods(namespace, name) if verdict_needs_pods else []
@@ -312,21 +340,50 @@ def job_changed(event: kopf.RawEvent, body: kopf.Body, name: str, namespace: str
     if parent is None:
         return
     if closed:
-        record = db["scheduler_executions"].find_one({"_id": name}) or {}
+        record = db["scheduler_executions"].find_one({"_id": rid}) or {}
         status = record.get("status", "failed")
         message = record.get("error_message") or record.get("reason") or ""
         target: Any = parent
         kopf.event(target, type="Warning" if status == "failed" else "Normal",
                    reason="RunFailed" if status == "failed" else "RunCancelled",
-                   message=f"Run {name} {status}: {message}")
+                   message=f"Run {rid} {status}: {message}")
     sj = parse_syncjob(parent)[0]
     if sj is None:
         return
-    key = (namespace, syncjob_name)
-    jobs = [j for j in _all(job_index, key) if j["metadata"]["name"] != name]
+    jobs = list(others)
     if event["type"] != "DELETED":
-        jobs.append(job)  # this event is newer than what the index may hold
+        jobs.append(job_summary(job))  # this event is newer than what the index may hold
     update = execution_status(db, sj, jobs, _one(cronjob_index, key))
     current = (dict(next(iter(syncjob_index[key]), {})).get("status") or {}) if key in syncjob_index else {}
     if status_changed(current, update):
         kube.patch_syncjob_status(namespace, syncjob_name, update)
+
+
+def _replaced(job: dict[str, Any], others: list[dict[str, Any]], policy: str | None) -> bool:
+    """Under Replace the CronJob controller deletes a running scheduled Job to start the next: a deleted scheduled
+    Job with a newer Job beside it was replaced (one deleted by hand has none)."""
+    meta = job.get("metadata") or {}
+    if policy != ConcurrencyPolicy.REPLACE.value or (meta.get("labels") or {}).get(names.LABEL_TRIGGER) != "schedule":
+        return False
+    created = str(meta.get("creationTimestamp") or "")
+    return any(str(o["metadata"].get("creationTimestamp") or "") >= created for o in others)
+
+
+def _replace_older(parent: dict[str, Any], job: dict[str, Any], others: list[dict[str, Any]]) -> None:
+    """A new run under Replace cancels the runs it replaces; the CronJob controller does this only among its own
+    scheduled Jobs, so the manual ones (and a tick that lands on a manual run) are cancelled here."""
+    created = str(job["metadata"].get("creationTimestamp") or "")
+    older = [o["metadata"]["name"] for o in others
+             if not o["metadata"].get("deletionTimestamp") and not _finished(o)
+             and str(o["metadata"].get("creationTimestamp") or "") < created]
+    if older:
+        outcome = Outcome(status={})
+        sj = parse_syncjob(parent)[0]
+        if sj is not None:
+            reconciler().replace(sj, older, None, outcome)
+            _post_events(parent, outcome.events)
+
+
+def _finished(job: dict[str, Any]) -> bool:
+    return any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+               for c in (job.get("status") or {}).get("conditions") or [])

@@ -119,9 +119,12 @@ def delete_job(namespace: str, name: str) -> None:
             raise
 
 
-def list_job_pods(namespace: str, job_name: str) -> list[dict[str, Any]]:
+def list_job_pods(namespace: str, job_name: str, live_only: bool = False) -> list[dict[str, Any]]:
+    """The pods of a Job; with `live_only`, those Pending or Running."""
     pods: list[dict[str, Any]] = request("GET", _path("v1", namespace, "pods"),
                                          query={"labelSelector": f"job-name={job_name}"})["items"]
+    if live_only:
+        pods = [p for p in pods if (p.get("status") or {}).get("phase") in ("Pending", "Running")]
     return pods
 
 

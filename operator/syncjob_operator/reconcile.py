@@ -17,8 +17,17 @@ from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from syncjob import names
-from syncjob.model import ActiveRun, ConditionStatus, ExecutionStatus, ExecutionSummary, SyncJob, SyncJobStatus
-from syncjob_operator import builders, kube, records
+from syncjob.model import (
+    ActiveRun,
+    ConcurrencyPolicy,
+    ConditionStatus,
+    ExecutionStatus,
+    ExecutionSummary,
+    SyncJob,
+    SyncJobStatus,
+)
+from syncjob.runs import manual_job_name, run_id, scheduled_job_name
+from syncjob_operator import builders, kube, records, schedule_scan
 from syncjob_operator.settings import OperatorSettings
 
 log = logging.getLogger("syncjob_operator")
@@ -74,6 +83,11 @@ def _job_finished(job: dict[str, Any]) -> bool:
     return False
 
 
+def _job_failed(job: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Failed" and c.get("status") == "True"
+               for c in (job.get("status") or {}).get("conditions") or [])
+
+
 def active_runs(jobs: list[dict[str, Any]]) -> list[ActiveRun]:
     runs = [ActiveRun(run_id=j["metadata"]["name"], job_name=j["metadata"]["name"])
             for j in jobs if not _job_finished(j) and not j["metadata"].get("deletionTimestamp")]
@@ -86,10 +100,12 @@ def execution_status(db: Any, sj: SyncJob, jobs: list[dict[str, Any]],
     last = records.last_finished(db, sj.name, sj.namespace)
     summary = success = failure = None
     if last is not None:
+        duration = last.get("execution_time")
         summary = ExecutionSummary(
             run_id=str(last["_id"]), status=ExecutionStatus(last["status"]), trigger=last.get("trigger"),
-            started_at=last.get("started_at"), finished_at=last.get("finished_at"),
-            duration_ms=last.get("execution_time"), source=last.get("source_used"),
+            started_at=last.get("started_at") or last.get("scheduled_time"), finished_at=last.get("finished_at"),
+            duration_seconds=float(duration) if isinstance(duration, int | float) else None,
+            source=last.get("source_used"),
             message=(last.get("error_message") or last.get("reason") or None),
         ).to_k8s()
         success = records.last_time_with_status(db, sj.name, sj.namespace, ExecutionStatus.SUCCESS)
@@ -123,7 +139,6 @@ class Applied:
 class Reconciler:
     def __init__(self, settings: OperatorSettings) -> None:
         self.settings = settings
-        self.scan_from: dict[str, tuple[int | None, dt.datetime]] = {}  # uid -> (generation, missed-run scan start)
         self.applied: dict[tuple[str, str], Applied] = {}  # (namespace, name) -> what we applied to its CronJob
         # (namespace, name) -> tokens acted on, by annotation: status may lag behind in a watch cache
         self.handled: dict[tuple[str, str], dict[str, str]] = {}
@@ -140,7 +155,6 @@ class Reconciler:
         self.handled.pop((namespace, name), None)
         with self._locks_lock:
             self._locks.pop((namespace, name), None)
-        self.scan_from.pop(uid or name, None)
 
     def forget_cronjob(self, namespace: str, name: str) -> None:
         """The CronJob is gone: what we applied to it no longer stands for anything."""
@@ -252,10 +266,21 @@ class Reconciler:
             return True
         next_time = status.get("nextScheduleTime")
         return bool(next_time) and str(next_time) > now.strftime("%Y-%m-%dT%H:%M:%SZ")
-
     # -- tokens -----------------------------------------------------------------------------------------------
 
-    def handle_requested(self, sj: SyncJob, cronjob: dict[str, Any] | None, outcome: Outcome) -> None:
+    @staticmethod
+    def _requester(sj: SyncJob, token_key: str) -> tuple[str, bool]:
+        owners = (sj.metadata.model_extra or {}).get("annotationOwners") or {}
+        return builders.requester(sj.metadata.annotations, owners, token_key)
+
+    def handle_requested(self, sj: SyncJob, cronjob: dict[str, Any] | None, jobs: list[dict[str, Any]],
+                         outcome: Outcome, invalid_message: str | None = None) -> None:
+        """One new requested-at token is one run: a Job named after the token, or a record saying why not.
+
+        Under Forbid a request while a run is active is refused with a `skipped` record (ConcurrencyForbid), under
+        Replace the active runs are cancelled (reason Replaced) first; a request on an invalid spec is answered
+        with a `failed` record (InvalidSpec) rather than held until someone fixes the spec.
+        """
         ann = sj.metadata.annotations
         token = ann.get(names.REQUESTED_AT)
         handled = self.handled.setdefault((sj.namespace, sj.name), {})
@@ -263,26 +288,68 @@ class Reconciler:
             return
         force = ann.get(names.FORCE_AT) == token
         if token == handled.get(names.REQUESTED_AT):  # acted on; the status saying so is not written or seen yet
-            outcome.status["lastHandledRequestedAt"] = token
-            if force:
-                outcome.status["lastHandledForceAt"] = token
+            self._ack_requested(outcome, token, force)
             return
+        job_name = manual_job_name(sj.name, token)
+        rid = run_id(sj.namespace, job_name)
+        user, via_api = self._requester(sj, names.REQUESTED_AT)
+        details = {"token": token, "force": force, "run_id": rid}
+        active = [r for r in active_runs(jobs) if r.job_name != job_name]
+        refusal = None
+        if invalid_message is not None:
+            refusal = (ExecutionStatus.FAILED, names.REASON_INVALID_SPEC,
+                       f"request {token} refused: the SyncJob's spec is invalid: {invalid_message}")
+        elif active and sj.spec.concurrency_policy is ConcurrencyPolicy.FORBID:
+            refusal = (ExecutionStatus.SKIPPED, "ConcurrencyForbid",
+                       f"request {token} refused: run {run_id(sj.namespace, active[0].job_name)} was still "
+                       "running (concurrencyPolicy Forbid)")
+        if refusal is not None:
+            status, reason, message = refusal
+            if records.record_not_run(self.db, rid=rid, job=job_name, job_id=sj.name, namespace=sj.namespace,
+                                      scheduled=_now(), status=status, reason=reason, message=message,
+                                      trigger="manual", force=force, requested_by=user):
+                log.info("Refused request %s of SyncJob %s/%s: %s", token, sj.namespace, sj.name, message)
+            if not via_api:  # the API audits the requests it makes
+                records.audit(self.db, job_id=sj.name, namespace=sj.namespace, action="trigger", status="failed",
+                              details={**details, "reason": reason}, error_message=message, user=user,
+                              key=f"trigger/{rid}")
+            outcome.events.append(("Warning", "RunSkipped" if status is ExecutionStatus.SKIPPED else reason,
+                                   message))
+            self._ack_requested(outcome, token, force)
+            handled[names.REQUESTED_AT] = token
+            return
+        if active and sj.spec.concurrency_policy is ConcurrencyPolicy.REPLACE:
+            self.replace(sj, [r.job_name for r in active], user, outcome)
         job = builders.build_manual_job(sj, self.settings, token, force, cronjob, _now())
         created = kube.create_job(job)
-        run_id = job["metadata"]["name"]
         records.record_job_seen(self.db, job)
-        user = ann.get(names.REQUESTED_BY)
-        if created:
-            log.info("Created Job %s/%s for request %s%s", sj.namespace, run_id, token, " (forced)" if force else "")
-            if user is None:  # the API audits the requests it makes; kubectl users are audited here
-                records.audit(self.db, job_id=sj.name, namespace=sj.namespace, action="trigger", status="success",
-                              details={"token": token, "force": force, "run_id": run_id})
+        # Keyed by the run: an operator that died after creating the Job writes the entry on its next pass.
+        audited = not via_api and records.audit(self.db, job_id=sj.name, namespace=sj.namespace, action="trigger",
+                                                status="success", details=details, user=user, key=f"trigger/{rid}")
+        if created or audited:
+            log.info("Created Job %s/%s for request %s%s", sj.namespace, job_name, token,
+                     " (forced)" if force else "")
             outcome.events.append(("Normal", "RunForced" if force else "RunTriggered",
-                                   f"Started {'forced ' if force else ''}run {run_id} for request {token}"))
-        outcome.status["lastHandledRequestedAt"] = token
+                                   f"Started {'forced ' if force else ''}run {rid} for request {token}"))
+        self._ack_requested(outcome, token, force)
         handled[names.REQUESTED_AT] = token
+
+    @staticmethod
+    def _ack_requested(outcome: Outcome, token: str, force: bool) -> None:
+        outcome.status["lastHandledRequestedAt"] = token
         if force:
             outcome.status["lastHandledForceAt"] = token
+
+    def replace(self, sj: SyncJob, job_names: list[str], user: str | None, outcome: Outcome) -> list[str]:
+        """concurrencyPolicy Replace: the active runs are cancelled (reason Replaced) and their Jobs deleted."""
+        asked = records.request_cancel(self.db, [run_id(sj.namespace, j) for j in job_names], user,
+                                       reason="Replaced")
+        for job_name in job_names:
+            kube.delete_job(sj.namespace, job_name)
+        if asked:
+            log.info("Replaced runs %s of SyncJob %s/%s", ", ".join(asked), sj.namespace, sj.name)
+            outcome.events.append(("Normal", "RunReplaced", f"Cancelled {', '.join(asked)}: replaced by a new run"))
+        return asked
 
     def handle_cancel(self, sj: SyncJob, jobs: list[dict[str, Any]], outcome: Outcome) -> None:
         ann = sj.metadata.annotations
@@ -293,19 +360,21 @@ class Reconciler:
         if token == handled.get(names.CANCEL_AT):  # acted on; the status saying so is not written or seen yet
             outcome.status["lastHandledCancelAt"] = token
             return
-        targets = [r.run_id for r in active_runs(jobs)]
+        targets = [run_id(sj.namespace, r.job_name) for r in active_runs(jobs)]
         scoped = ann.get(names.CANCEL_RUNS, "")
         scope_token, _, scope_runs = scoped.partition("=")
         if scoped and scope_token == token:
             wanted = {r for r in scope_runs.split(",") if r}
-            targets = [t for t in targets if t in wanted]
-        asked = records.request_cancel(self.db, targets, ann.get(names.REQUESTED_BY))
+            targets = [t for t in targets if t in wanted or t.partition(".")[2] in wanted]
+        user, via_api = self._requester(sj, names.CANCEL_AT)
+        asked = records.request_cancel(self.db, targets, user)
         if self.settings.cancel_grace_seconds == 0:
-            for run_id in asked:
-                kube.delete_job(sj.namespace, run_id)
-        if ann.get(names.REQUESTED_BY) is None:
+            for rid in asked:
+                kube.delete_job(sj.namespace, rid.partition(".")[2])
+        if not via_api:
             records.audit(self.db, job_id=sj.name, namespace=sj.namespace, action="cancel", status="success",
-                          details={"token": token, "runs": asked})
+                          details={"token": token, "runs": asked}, user=user,
+                          key=f"cancel/{sj.namespace}/{sj.name}/{token}")
         message = f"Requested cancellation of {', '.join(asked)}" if asked else "No active run to cancel"
         log.info("%s for SyncJob %s/%s (token %s)", message, sj.namespace, sj.name, token)
         outcome.events.append(("Normal", "RunCancelled" if asked else "NothingToCancel", message))
@@ -313,66 +382,83 @@ class Reconciler:
         handled[names.CANCEL_AT] = token
 
     def delete_overdue_cancels(self, sj: SyncJob, jobs: list[dict[str, Any]]) -> None:
-        running = [r.run_id for r in active_runs(jobs)]
-        for run_id in records.cancel_overdue(self.db, running, self.settings.cancel_grace_seconds) if running else []:
-            log.info("Deleted Job %s/%s: its pod did not stop within the cancel grace period", sj.namespace, run_id)
-            kube.delete_job(sj.namespace, run_id)
+        running = {run_id(sj.namespace, r.job_name): r.job_name for r in active_runs(jobs)}
+        overdue = records.cancel_overdue(self.db, list(running), self.settings.cancel_grace_seconds) if running else []
+        for rid in overdue:
+            log.info("Deleted Job %s/%s: its pod did not stop within the cancel grace period", sj.namespace,
+                     running[rid])
+            kube.delete_job(sj.namespace, running[rid])
 
     # -- runs that never happened -----------------------------------------------------------------------------
 
-    def record_missed(self, sj: SyncJob, outcome: Outcome, now: dt.datetime) -> None:
-        uid = sj.metadata.uid or sj.name
-        gen = sj.metadata.generation
-        remembered = self.scan_from.get(uid)
-        if sj.spec.paused:
-            self.scan_from[uid] = (gen, now)
+    def scan_schedule(self, sj: SyncJob, outcome: Outcome, now: dt.datetime, judge: bool) -> None:
+        """Advance the persisted missed-run scan; on periodic passes, record the due times that have no run."""
+        step = schedule_scan.advance(
+            sj.spec, sj.status.schedule_scan, now, created=sj.metadata.creation_timestamp,
+            lookback=dt.timedelta(seconds=self.settings.missed_lookback_seconds), judge=judge)
+        for t in step.due:
+            self._judge_due(sj, t, outcome)
+        state = step.state.to_k8s()
+        if sj.status.schedule_scan is None or state != sj.status.schedule_scan.to_k8s():
+            outcome.status["scheduleScan"] = state
+
+    def _judge_due(self, sj: SyncJob, t: dt.datetime, outcome: Outcome) -> None:
+        job_name = scheduled_job_name(sj.name, t)
+        rid = run_id(sj.namespace, job_name)
+        if records.existing_ids(self.db, [rid]):
             return
-        if remembered is None:
-            start = max(now - dt.timedelta(seconds=self.settings.missed_lookback_seconds),
-                        sj.metadata.creation_timestamp or now)
-        elif remembered[0] != gen:  # a new schedule: older times were never due under it
-            start = now
+        overlapping = [r for r in records.runs_overlapping(self.db, sj.name, sj.namespace, t) if r != rid]
+        deadline_s = sj.spec.starting_deadline_seconds or 300
+        if overlapping and sj.spec.concurrency_policy is ConcurrencyPolicy.FORBID:
+            status, reason, message = ExecutionStatus.SKIPPED, "ConcurrencyPolicyForbid", (
+                f"ConcurrencyPolicyForbid: run {overlapping[0]} was still running at the scheduled time")
         else:
-            start = remembered[1]
-        deadline = dt.timedelta(seconds=(sj.spec.starting_deadline_seconds or 300) + 15)
-        end = now - deadline
-        if end <= start:
-            self.scan_from[uid] = (gen, start)
-            return
-        due = builders.schedule_times(sj.spec, start, end)[-100:]
-        ids = {builders.scheduled_run_id(sj.name, t): t for t in due}
-        seen = records.existing_ids(self.db, list(ids))
-        for run_id, t in ids.items():
-            if run_id in seen:
+            status, reason, message = ExecutionStatus.MISSED, "MissedStartingDeadline", (
+                f"MissedStartingDeadline: no Job started within {deadline_s}s of the scheduled time (the CronJob "
+                "controller or the cluster was down or overloaded)")
+        if records.record_not_run(self.db, rid=rid, job=job_name, job_id=sj.name, namespace=sj.namespace,
+                                  scheduled=t, status=status, reason=reason, message=message):
+            log.info("Recorded %s run %s scheduled at %s", status.value, rid, t.isoformat())
+            outcome.events.append(("Warning", "RunSkipped" if status is ExecutionStatus.SKIPPED else "RunMissed",
+                                   f"Run scheduled at {t.isoformat()} {status.value}: {message}"))
+
+    # -- records whose run is over ----------------------------------------------------------------------------
+
+    def close_finished_runs(self, sj: SyncJob, jobs: list[dict[str, Any]], now: dt.datetime) -> list[str]:
+        """Close the records that still say running although Kubernetes says the run is over: its Job finished
+        (the Job's final event found MongoDB down, say), vanished, or has had no pod and no heartbeat for
+        LOST_HEARTBEAT_SECONDS. Records younger than a few seconds are left alone: their Job may not be in the
+        watch cache yet."""
+        by_name = {j["metadata"]["name"]: j for j in jobs}
+        closed = []
+        for record in records.running_records(self.db, sj.name, sj.namespace):
+            rid = str(record["_id"])
+            job_name = str(record.get("k8s_job") or rid.partition(".")[2])
+            job = by_name.get(job_name)
+            created = records.parse_time(record.get("timestamp")) or now
+            if job is None:
+                replaced = (sj.spec.concurrency_policy is ConcurrencyPolicy.REPLACE
+                            and record.get("trigger") == "schedule"
+                            and any((records.parse_time(j["metadata"].get("creationTimestamp")) or created) > created
+                                    for j in jobs))
+                if now - created > dt.timedelta(seconds=10) and records.close_deleted_job(self.db, rid, replaced):
+                    closed.append(rid)
                 continue
-            overlapping = [r for r in records.runs_overlapping(self.db, sj.name, sj.namespace, t) if r != run_id]
-            if overlapping and sj.spec.concurrency_policy.value == "Forbid":
-                status, reason = ExecutionStatus.SKIPPED, (
-                    f"ConcurrencyPolicyForbid: run {overlapping[0]} was still running at the scheduled time")
-            else:
-                status, reason = ExecutionStatus.MISSED, (
-                    f"MissedStartingDeadline: no Job started within {sj.spec.starting_deadline_seconds or 300}s "
-                    "of the scheduled time (the CronJob controller or the cluster was down or overloaded)")
-            if records.record_not_run(self.db, run_id=run_id, job_id=sj.name, namespace=sj.namespace,
-                                      scheduled=t, status=status, reason=reason):
-                log.info("Recorded %s run %s/%s scheduled at %s", status.value, sj.namespace, run_id, t.isoformat())
-                outcome.events.append(("Warning", "RunSkipped" if status is ExecutionStatus.SKIPPED else "RunMissed",
-                                       f"Run scheduled at {t.isoformat()} {status.value}: {reason}"))
-        self.scan_from[uid] = (gen, end)
-
-    def close_orphans(self, sj: SyncJob, jobs: list[dict[str, Any]], now: dt.datetime) -> None:
-        """Records still running whose Job is gone (deleted while the operator was away) are closed.
-
-        Only records older than a few seconds are considered, so a run whose Job the watch has not shown yet is
-        never taken for an orphan.
-        """
-        live = {j["metadata"]["name"] for j in jobs}
-        running = self.db["scheduler_executions"].find(
-            {"job_id": sj.name, "namespace": sj.namespace, "status": ExecutionStatus.RUNNING.value,
-             "timestamp": {"$lt": now - dt.timedelta(seconds=10)}}, {"_id": 1})
-        for doc in running:
-            if doc["_id"] not in live and records.close_deleted_job(self.db, str(doc["_id"])):
-                log.info("Closed record %s/%s: its Job is gone", sj.namespace, doc["_id"])
+            if _job_finished(job):
+                pods = kube.list_job_pods(sj.namespace, job_name) if _job_failed(job) else []
+                if records.close_from_job(self.db, job, pods):
+                    closed.append(rid)
+                continue
+            beat = records.parse_time(record.get("heartbeat_at")) or created
+            silent = (now - beat).total_seconds()
+            pod_gone = silent > self.settings.lost_heartbeat_seconds and not (job.get("status") or {}).get(
+                "active") and not kube.list_job_pods(sj.namespace, job_name, live_only=True)
+            if pod_gone and records.close_lost(self.db, rid, records.parse_time(record.get("heartbeat_at")), silent):
+                closed.append(rid)
+                kube.delete_job(sj.namespace, job_name)  # no late pod may take the run up again
+        for rid in closed:
+            log.info("Closed record %s: Kubernetes says its run is over", rid)
+        return closed
 
     # -- the whole pass ---------------------------------------------------------------------------------------
 
@@ -382,28 +468,33 @@ class Reconciler:
 
         Passes are kept cheap (they run on every event and for every SyncJob every resync period): the status
         that comes from runs (last execution, last success and failure) is refreshed by Job events, and read from
-        MongoDB here only when asked (`runs`: the first sight of a SyncJob). Orphaned records can only appear while
-        the operator is away, so they are looked for when it resumes.
+        MongoDB here only when asked (`runs`: the first sight of a SyncJob). Periodic passes (and the first after
+        a restart) also judge due times and close the records of runs Kubernetes says are over.
         """
         now = _now()
         sj, parse_error = parse_syncjob(body)
         if sj is None:
             return invalid(body, parse_error or "invalid spec", now)
         problems = builders.validate(sj.spec)
-        if problems:
-            return invalid(body, "; ".join(str(p) for p in problems), now)
         outcome = Outcome(status={})
         try:
-            cronjob = self.ensure_cronjob(sj, outcome, cronjob, trust_memo=not periodic)
+            if not problems:
+                cronjob = self.ensure_cronjob(sj, outcome, cronjob, trust_memo=not periodic)
         except InvalidSpecError as exc:
-            return invalid(body, str(exc), now)
-        self.handle_requested(sj, cronjob, outcome)
+            problems = [str(exc)]  # type: ignore[list-item]
+        if problems:
+            message = "; ".join(str(p) for p in problems)
+            result = invalid(body, message, now)
+            self.handle_requested(sj, cronjob, jobs, result, invalid_message=message)
+            self.handle_cancel(sj, jobs, result)
+            return result
+        self.handle_requested(sj, cronjob, jobs, outcome)
         self.handle_cancel(sj, jobs, outcome)
         if periodic:
             self.delete_overdue_cancels(sj, jobs)
-            self.record_missed(sj, outcome, now)
-        if resumed:
-            self.close_orphans(sj, jobs, now)
+        if periodic or resumed:
+            self.close_finished_runs(sj, jobs, now)
+        self.scan_schedule(sj, outcome, now, judge=periodic)
         paused = sj.spec.paused
         cond = builders.ready_condition(
             sj.status.condition(names.CONDITION_READY), ConditionStatus.TRUE,

@@ -1,7 +1,9 @@
-"""The operator's side of execution truth in MongoDB (scheduler_executions and scheduler_history).
+"""The operator's side of execution truth in MongoDB, through the one record writer (`syncjob.executions`).
 
-Kubernetes knows when a run ended badly (a failed pod, a deadline, a deleted Job) even when the pod could not say
-so; these functions write that knowledge into the run's record without ever overwriting a verdict the pod wrote.
+Kubernetes knows how a run ended when the pod could not say so (a deadline, an eviction, a deleted pod or Job, a
+retry budget spent); these functions turn what a Job and its pods say into the record's verdict, and never
+overwrite a verdict the pod wrote. Only a run a cancel was requested for (or that Replace took the place of) is
+`cancelled`.
 """
 
 from __future__ import annotations
@@ -10,61 +12,94 @@ import datetime as dt
 from functools import lru_cache
 from typing import Any
 
-from pymongo import MongoClient
 from pymongo.database import Database
 
-from syncjob import mongo, names
-from syncjob.executions import close_if_running, ensure_record, identity_fields, utcnow
+from syncjob import audit as audit_trail
+from syncjob import executions, mongo, names
+from syncjob.executions import Writer
 from syncjob.model import ExecutionStatus
+from syncjob.runs import run_id
+
+# Pod conditions that say Kubernetes itself took the pod away (KEP-3329 disruption reasons).
+DISRUPTION_CONDITION = "DisruptionTarget"
 
 
 @lru_cache(maxsize=4)
 def database(uri: str) -> Database[Any]:
-    client: MongoClient[Any] = MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000)
-    db = client.get_default_database(default="tradingagents")
+    db = mongo.connect(uri, app="syncjob-operator")
     mongo.ensure_indexes(db, mongo.SCHEDULER_COLLECTIONS)
     return db
 
 
-def _parse_time(value: str | None) -> dt.datetime | None:
+def parse_time(value: Any) -> dt.datetime | None:
     if not value:
         return None
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def job_run_id(job: dict[str, Any]) -> str:
+    meta = job["metadata"]
+    return run_id(meta["namespace"], meta["name"])
 
 
 def job_identity(job: dict[str, Any]) -> dict[str, Any]:
     meta = job["metadata"]
     labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
     trigger = labels.get(names.LABEL_TRIGGER, "schedule")
-    created = _parse_time(meta.get("creationTimestamp")) or utcnow()
-    return identity_fields(
-        run_id=meta["name"], job_id=labels.get(names.LABEL_SYNCJOB, ""), namespace=meta["namespace"],
-        trigger=trigger, force=annotations.get(names.ANNOTATION_FORCE) == "true",
-        scheduled_time=_parse_time(annotations.get(names.ANNOTATION_SCHEDULED_TIME)) or created,
-        now=created,
+    created = parse_time(meta.get("creationTimestamp")) or executions.utcnow()
+    return executions.identity(
+        run_id=job_run_id(job), job_id=labels.get(names.LABEL_SYNCJOB, ""), namespace=meta["namespace"],
+        job=meta["name"], trigger=trigger, force=annotations.get(names.ANNOTATION_FORCE) == "true",
+        scheduled_time=parse_time(annotations.get(names.ANNOTATION_SCHEDULED_TIME)) or created, created=created,
     )
 
 
-def record_job_seen(db: Database[Any], job: dict[str, Any]) -> None:
-    """Every run has a record from the moment its Job exists, even if its pod never starts."""
-    ensure_record(db[mongo.EXECUTIONS], job_identity(job))
+def record_job_seen(db: Database[Any], job: dict[str, Any]) -> dict[str, Any] | None:
+    """Every run has a record from the moment its Job exists, even if its pod never starts (None: deleted)."""
+    return executions.open_run(db, job_identity(job), Writer.OPERATOR)
 
 
-def job_verdict(job: dict[str, Any], pods: list[dict[str, Any]]) -> tuple[ExecutionStatus, dict[str, Any]] | None:
-    """What Kubernetes says about a finished Job; None while it runs. The pod's own record usually came first."""
-    conditions = {c["type"]: c for c in (job.get("status") or {}).get("conditions") or []}
+def _last_attempt(record: dict[str, Any] | None) -> dict[str, Any]:
+    attempts = (record or {}).get("attempts") or []
+    return dict(attempts[-1]) if attempts else {}
+
+
+def job_verdict(job: dict[str, Any], pods: list[dict[str, Any]],
+                record: dict[str, Any] | None = None) -> tuple[ExecutionStatus, dict[str, Any]] | None:
+    """What Kubernetes says about a finished Job; None while it runs. The pod's own verdict usually came first.
+
+    The reason is the most specific one Kubernetes gives: a pod's disruption (eviction, preemption, taint, pod
+    garbage collection) or OOMKilled over the Job's own (DeadlineExceeded, BackoffLimitExceeded); the last
+    attempt's own account (what the pod wrote before it was stopped) is kept in the message.
+    """
+    conditions = {c.get("type"): c for c in (job.get("status") or {}).get("conditions") or []}
     failed = conditions.get("Failed")
+    last = _last_attempt(record)
     if failed and failed.get("status") == "True":
         reason = failed.get("reason") or "Failed"
-        detail = failed.get("message") or ""
-        for pod in pods:  # name the pod-level cause when there is one, e.g. OOMKilled
+        details = [failed.get("message") or ""]
+        for pod in pods:
+            for cond in (pod.get("status") or {}).get("conditions") or []:
+                if cond.get("type") == DISRUPTION_CONDITION and cond.get("status") == "True" and \
+                        reason != "DeadlineExceeded":
+                    reason = cond.get("reason") or reason
+                    details.append(f"pod {pod['metadata']['name']}: {cond.get('message') or cond.get('reason')}")
             for cs in (pod.get("status") or {}).get("containerStatuses") or []:
                 term = (cs.get("state") or {}).get("terminated") or {}
                 if term.get("reason") in ("OOMKilled", "Error", "StartError", "ContainerCannotRun"):
-                    detail = f"{detail}; container {cs['name']} {term['reason']} (exit code {term.get('exitCode')})"
-                    if term.get("reason") == "OOMKilled":
+                    details.append(f"container {cs['name']} {term['reason']} (exit code {term.get('exitCode')})")
+                    if term.get("reason") == "OOMKilled" and reason != "DeadlineExceeded":
                         reason = "OOMKilled"
-        return ExecutionStatus.FAILED, {"reason": reason, "error_message": f"{reason}: {detail}".strip(": ")}
+        if last.get("error_message"):
+            details.append(f"attempt {last.get('number') or len((record or {}).get('attempts') or [])}: "
+                           f"{last['error_message']}")
+        detail = "; ".join(d for d in details if d)
+        fields: dict[str, Any] = {"error_message": f"{reason}: {detail}" if detail else reason}
+        if last.get("traceback"):
+            fields["traceback"] = last["traceback"]
+        return ExecutionStatus.FAILED, {"reason": reason, **fields}
     complete = conditions.get("Complete")
     if complete and complete.get("status") == "True":
         return ExecutionStatus.FAILED, {
@@ -75,46 +110,53 @@ def job_verdict(job: dict[str, Any], pods: list[dict[str, Any]]) -> tuple[Execut
 
 
 def close_from_job(db: Database[Any], job: dict[str, Any], pods: list[dict[str, Any]]) -> bool:
-    verdict = job_verdict(job, pods)
+    rid = job_run_id(job)
+    record = db[mongo.EXECUTIONS].find_one({"_id": rid}, {"status": 1, "attempts": 1})
+    if record is None or record.get("status") != ExecutionStatus.RUNNING.value:
+        return False
+    verdict = job_verdict(job, pods, record)
     if verdict is None:
         return False
     status, fields = verdict
-    return close_if_running(db[mongo.EXECUTIONS], job["metadata"]["name"], status, **fields)
+    reason = fields.pop("reason")
+    return executions.close(db, rid, status, Writer.OPERATOR, reason=reason, **fields)
 
 
-def close_deleted_job(db: Database[Any], run_id: str, replaced: bool = False) -> bool:
-    """A Job that disappears while its record says running ended: cancelled if asked for, else failed."""
-    record = db[mongo.EXECUTIONS].find_one({"_id": run_id}, {"cancel_requested": 1, "status": 1})
+def close_deleted_job(db: Database[Any], rid: str, replaced: bool = False) -> bool:
+    """A Job that disappears while its record says running ended: cancelled if a cancel was asked for it (or a
+    newer run replaced it), else failed."""
+    record = db[mongo.EXECUTIONS].find_one({"_id": rid}, {"cancel_requested": 1, "cancel_reason": 1,
+                                                          "cancel_requested_by": 1, "status": 1, "attempts": 1})
     if record is None or record.get("status") != ExecutionStatus.RUNNING.value:
         return False
-    if replaced:
-        return close_if_running(db[mongo.EXECUTIONS], run_id, ExecutionStatus.CANCELLED, reason="Replaced",
-                                error_message="replaced by a newer scheduled run (concurrencyPolicy Replace)")
     if record.get("cancel_requested"):
-        return close_if_running(db[mongo.EXECUTIONS], run_id, ExecutionStatus.CANCELLED, reason="Cancelled",
-                                error_message="cancelled: the Job was deleted after the grace period")
-    return close_if_running(db[mongo.EXECUTIONS], run_id, ExecutionStatus.FAILED, reason="JobDeleted",
-                            error_message="the Job was deleted while the run was in progress (pod deleted)")
+        reason, message = executions.cancelled_verdict(record)
+        return executions.close(db, rid, ExecutionStatus.CANCELLED, Writer.OPERATOR, reason=reason,
+                                error_message=f"{message}: the Job was deleted")
+    if replaced:
+        return executions.close(db, rid, ExecutionStatus.CANCELLED, Writer.OPERATOR, reason="Replaced",
+                                error_message="replaced by a newer scheduled run (concurrencyPolicy Replace)")
+    last = _last_attempt(record)
+    detail = f"; attempt {last.get('number')}: {last['error_message']}" if last.get("error_message") else ""
+    return executions.close(db, rid, ExecutionStatus.FAILED, Writer.OPERATOR, reason="JobDeleted",
+                            error_message=f"the Job was deleted while the run was in progress{detail}")
 
 
-def request_cancel(db: Database[Any], run_ids: list[str], user: str | None) -> list[str]:
-    """Ask running runs to stop; returns the ids that were running."""
-    now = utcnow()
-    asked = []
-    for run_id in run_ids:
-        res = db[mongo.EXECUTIONS].update_one(
-            {"_id": run_id, "status": ExecutionStatus.RUNNING.value},
-            {"$set": {"cancel_requested": True, "cancel_requested_at": now, "cancel_requested_by": user,
-                      "updated_at": now}},
-        )
-        if res.matched_count:
-            asked.append(run_id)
-    return asked
+def close_lost(db: Database[Any], rid: str, heartbeat: dt.datetime | None, silent_seconds: float) -> bool:
+    """A running record whose pod is gone and whose heartbeat stopped: nothing is left to report its end."""
+    seen = heartbeat.isoformat() if heartbeat else "never"
+    return executions.close(db, rid, ExecutionStatus.FAILED, Writer.OPERATOR, reason="LostHeartbeat",
+                            error_message=f"no heartbeat for {silent_seconds:.0f}s (last {seen}) and the run's "
+                                          "pod is gone")
+
+
+def request_cancel(db: Database[Any], run_ids: list[str], user: str | None, reason: str = "Cancelled") -> list[str]:
+    return executions.request_cancel(db, run_ids, user, reason)
 
 
 def cancel_overdue(db: Database[Any], run_ids: list[str], grace_seconds: int) -> list[str]:
     """Running runs whose cancel request is older than the grace period: their Jobs are to be deleted."""
-    cutoff = utcnow() - dt.timedelta(seconds=grace_seconds)
+    cutoff = executions.utcnow() - dt.timedelta(seconds=grace_seconds)
     cursor = db[mongo.EXECUTIONS].find(
         {"_id": {"$in": run_ids}, "status": ExecutionStatus.RUNNING.value, "cancel_requested": True,
          "cancel_requested_at": {"$lte": cutoff}},
@@ -123,19 +165,19 @@ def cancel_overdue(db: Database[Any], run_ids: list[str], grace_seconds: int) ->
     return [str(d["_id"]) for d in cursor]
 
 
-def record_not_run(db: Database[Any], *, run_id: str, job_id: str, namespace: str, scheduled: dt.datetime,
-                   status: ExecutionStatus, reason: str) -> bool:
-    """Record a scheduled run that never started (missed or skipped). Idempotent by run id."""
-    now = utcnow()
-    doc = {
-        **identity_fields(run_id=run_id, job_id=job_id, namespace=namespace, trigger="schedule", force=False,
-                          scheduled_time=scheduled, now=now),
-        "status": status.value, "reason": reason, "error_message": reason, "finished_at": now, "updated_at": now,
-        "execution_time": 0, "progress": 0,
-    }
-    doc["started_at"] = None
-    res = db[mongo.EXECUTIONS].update_one({"_id": run_id}, {"$setOnInsert": doc}, upsert=True)
-    return res.upserted_id is not None
+def record_not_run(db: Database[Any], *, rid: str, job: str, job_id: str, namespace: str, scheduled: dt.datetime,
+                   status: ExecutionStatus, reason: str, message: str, trigger: str = "schedule",
+                   force: bool = False, **fields: Any) -> bool:
+    """Record a run that never started (missed, skipped, refused). Idempotent by run id."""
+    ident = executions.identity(run_id=rid, job_id=job_id, namespace=namespace, job=job, trigger=trigger,
+                                force=force, scheduled_time=scheduled)
+    return executions.record_not_run(db, ident, status, reason, message, Writer.OPERATOR, **fields)
+
+
+def running_records(db: Database[Any], job_id: str, namespace: str) -> list[dict[str, Any]]:
+    return list(db[mongo.EXECUTIONS].find(
+        {"job_id": job_id, "namespace": namespace, "status": ExecutionStatus.RUNNING.value},
+        {"_id": 1, "k8s_job": 1, "timestamp": 1, "heartbeat_at": 1, "started_at": 1, "trigger": 1}))
 
 
 def runs_overlapping(db: Database[Any], job_id: str, namespace: str, at: dt.datetime) -> list[str]:
@@ -149,9 +191,12 @@ def runs_overlapping(db: Database[Any], job_id: str, namespace: str, at: dt.date
 
 
 def existing_ids(db: Database[Any], run_ids: list[str]) -> set[str]:
+    """Run ids that have a record, or had one an admin deleted."""
     if not run_ids:
         return set()
-    return {str(d["_id"]) for d in db[mongo.EXECUTIONS].find({"_id": {"$in": run_ids}}, {"_id": 1})}
+    found = {str(d["_id"]) for d in db[mongo.EXECUTIONS].find({"_id": {"$in": run_ids}}, {"_id": 1})}
+    found |= {str(d["_id"]) for d in db[mongo.EXECUTION_TOMBSTONES].find({"_id": {"$in": run_ids}}, {"_id": 1})}
+    return found
 
 
 def last_finished(db: Database[Any], job_id: str, namespace: str) -> dict[str, Any] | None:
@@ -172,14 +217,12 @@ def last_time_with_status(db: Database[Any], job_id: str, namespace: str,
 
 
 def audit(db: Database[Any], *, job_id: str, namespace: str, action: str, status: str,
-          details: dict[str, Any], error_message: str | None = None) -> None:
-    """Actions requested with kubectl annotations reach the same audit trail as the API's own entries.
+          details: dict[str, Any], key: str, user: str = "kubectl", error_message: str | None = None) -> bool:
+    """Actions requested with kubectl annotations reach the same audit trail as the API's own entries, once each
+    (keyed by the run or token, so an operator that died after acting and acts again writes no second entry).
 
-    Kubernetes does not tell a controller who set an annotation; the user is recorded as `kubectl` and the API
-    server's audit log has the name.
+    Kubernetes does not tell a controller who set an annotation; unless the API said who, the user is recorded
+    as `kubectl` and the API server's audit log has the name.
     """
-    db[mongo.HISTORY].insert_one({
-        "job_id": job_id, "target": job_id, "namespace": namespace, "action": action, "status": status,
-        "user": "kubectl", "via": "kubectl", "details": details, "error_message": error_message,
-        "timestamp": utcnow(),
-    })
+    return audit_trail.write(db, job_id=job_id, namespace=namespace, action=action, status=status, user=user,
+                             via="kubectl", target=job_id, details=details, error_message=error_message, key=key)

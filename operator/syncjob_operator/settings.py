@@ -41,6 +41,9 @@ class OperatorSettings(BaseSettings):
                                  description="Threads for handler work that blocks on the API server or MongoDB.")
     missed_lookback_seconds: int = Field(default=6 * 3600, ge=60,
                                          description="How far back a (re)started operator looks for missed runs.")
+    lost_heartbeat_seconds: float = Field(
+        default=300, gt=0, description="A running record whose pod is gone and whose heartbeat is older than this is "
+                                       "failed LostHeartbeat (sync pods heartbeat every 10-15 s).")
     lease_renew_seconds: float = Field(default=10, gt=0)
     webhook_port: int | None = Field(
         default=None, description="Port of the validating admission webhook (HTTPS); unset: no webhook, and a bad "

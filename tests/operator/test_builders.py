@@ -11,7 +11,7 @@ from syncjob_operator.settings import OperatorSettings
 
 from syncjob import names
 from syncjob.model import SyncJob
-from syncjob.runs import manual_run_id
+from syncjob.runs import manual_job_name, scheduled_job_name
 
 SETTINGS = OperatorSettings(mongo_uri="mongodb://127.0.0.1:1/x", sync_image="registry.example/sync:1.2.3")
 
@@ -116,7 +116,7 @@ def test_manual_job_name_derives_from_the_token_and_force_is_per_run() -> None:
     forced = builders.build_manual_job(sj, SETTINGS, "1732780000", True, cronjob, now)
     again = builders.build_manual_job(sj, SETTINGS, "1732780000", True, cronjob, now)
     later = builders.build_manual_job(sj, SETTINGS, "1732780999", False, cronjob, now)
-    assert forced["metadata"]["name"] == again["metadata"]["name"] == manual_run_id(sj.name, "1732780000")
+    assert forced["metadata"]["name"] == again["metadata"]["name"] == manual_job_name(sj.name, "1732780000")
     assert later["metadata"]["name"] != forced["metadata"]["name"]
     assert len(forced["metadata"]["name"]) <= 52
     assert env_of(forced["spec"]["template"]["spec"])["SYNC_FORCE"] == "true"
@@ -144,7 +144,7 @@ def test_day_of_week_1_to_5_means_monday_to_friday() -> None:
 
 def test_scheduled_run_id_matches_the_cronjob_controller_naming() -> None:
     t = dt.datetime(2026, 11, 27, 1, 5, tzinfo=dt.UTC)
-    assert builders.scheduled_run_id("quotes", t) == f"quotes-{int(t.timestamp()) // 60}"
+    assert scheduled_job_name("quotes", t) == f"quotes-{int(t.timestamp()) // 60}"
 
 
 def test_digest_changes_with_what_would_be_applied_only() -> None:

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 from pymongo.database import Database
-from syncjob_operator import builders
 from syncjob_operator.reconcile import Outcome, Reconciler
 from syncjob_operator.settings import OperatorSettings
 
 from syncjob.model import SyncJob
+from syncjob.runs import scheduled_run_id
 from testbed.mongo import MongoServer
 from tests.conftest import make_syncjob
 from tests.operator.conftest import OperatorProcess, SyncJobs, eventually, mongo_uri_for
@@ -32,19 +32,22 @@ def test_operator_downtime_leaves_missed_records_with_scheduled_time_and_reason(
         mongo_server: MongoServer, mongo_db: Database[Any]) -> None:
     reconciler = Reconciler(OperatorSettings(mongo_uri=mongo_uri_for(mongo_server, mongo_db)))
     sj = _syncjob(NOW - dt.timedelta(minutes=35))
-    ran = builders.scheduled_run_id("quotes", dt.datetime(2026, 11, 27, 1, 40, tzinfo=dt.UTC))
+    ran = scheduled_run_id("md", "quotes", dt.datetime(2026, 11, 27, 1, 40, tzinfo=dt.UTC))
     mongo_db["scheduler_executions"].insert_one({"_id": ran, "job_id": "quotes", "namespace": "md",
                                                  "status": "success", "timestamp": NOW})
     outcome = Outcome(status={})
-    reconciler.record_missed(sj, outcome, NOW)
+    reconciler.scan_schedule(sj, outcome, NOW, judge=True)
 
     missed = list(mongo_db["scheduler_executions"].find({"status": "missed"}).sort("scheduled_time", 1))
     assert [m["scheduled_time"].strftime("%H:%M") for m in missed] == ["01:30", "01:50"]  # 01:40 ran; 02:00 not due
-    assert all("MissedStartingDeadline" in m["reason"] and m["trigger"] == "schedule" for m in missed)
+    assert [m["_id"] for m in missed] == [scheduled_run_id("md", "quotes", m["scheduled_time"]) for m in missed]
+    assert all(m["reason"] == "MissedStartingDeadline" and m["trigger"] == "schedule" for m in missed)
+    assert all("no Job started within 60s" in m["error_message"] for m in missed)
     assert [e[1] for e in outcome.events] == ["RunMissed", "RunMissed"]
+    assert outcome.status["scheduleScan"]["scannedUntil"] == "2026-11-27T01:50:00Z"
 
-    reconciler.record_missed(sj, Outcome(status={}), NOW)  # idempotent, also after a restart
-    Reconciler(reconciler.settings).record_missed(sj, Outcome(status={}), NOW)
+    reconciler.scan_schedule(sj, Outcome(status={}), NOW, judge=True)  # idempotent, also after a restart
+    Reconciler(reconciler.settings).scan_schedule(sj, Outcome(status={}), NOW, judge=True)
     assert mongo_db["scheduler_executions"].count_documents({"status": "missed"}) == 2
 
 
@@ -52,20 +55,22 @@ def test_forbid_overlap_is_recorded_skipped_naming_the_run_still_going(
         mongo_server: MongoServer, mongo_db: Database[Any]) -> None:
     reconciler = Reconciler(OperatorSettings(mongo_uri=mongo_uri_for(mongo_server, mongo_db)))
     sj = _syncjob(NOW - dt.timedelta(minutes=25), concurrencyPolicy="Forbid")
-    long_run = builders.scheduled_run_id("quotes", dt.datetime(2026, 11, 27, 1, 40, tzinfo=dt.UTC))
+    long_run = scheduled_run_id("md", "quotes", dt.datetime(2026, 11, 27, 1, 40, tzinfo=dt.UTC))
     mongo_db["scheduler_executions"].insert_one({
         "_id": long_run, "job_id": "quotes", "namespace": "md", "status": "running",
         "started_at": dt.datetime(2026, 11, 27, 1, 40, tzinfo=dt.UTC), "timestamp": NOW})
-    reconciler.record_missed(sj, Outcome(status={}), NOW)
+    reconciler.scan_schedule(sj, Outcome(status={}), NOW, judge=True)
     skipped = mongo_db["scheduler_executions"].find_one({"status": "skipped"})
     assert skipped is not None
     assert skipped["scheduled_time"].strftime("%H:%M") == "01:50"
-    assert f"run {long_run} was still running" in skipped["reason"]
+    assert skipped["reason"] == "ConcurrencyPolicyForbid"
+    assert f"run {long_run} was still running" in skipped["error_message"]
 
 
 def test_paused_job_records_nothing(mongo_server: MongoServer, mongo_db: Database[Any]) -> None:
     reconciler = Reconciler(OperatorSettings(mongo_uri=mongo_uri_for(mongo_server, mongo_db)))
-    reconciler.record_missed(_syncjob(NOW - dt.timedelta(hours=2), paused=True), Outcome(status={}), NOW)
+    reconciler.scan_schedule(_syncjob(NOW - dt.timedelta(hours=2), paused=True), Outcome(status={}), NOW,
+                             judge=True)
     assert mongo_db["scheduler_executions"].count_documents({}) == 0
 
 
@@ -88,6 +93,6 @@ def test_every_minute_schedule_runs_on_its_own_and_a_forbid_overlap_is_skipped(
     assert any(j.metadata.name == first["_id"] for j in syncjobs.jobs())
     skipped = eventually(lambda: mongo_db["scheduler_executions"].find_one({"job_id": "tick", "status": "skipped"}),
                          110, "the overlapping tick to be recorded skipped")
-    assert f"run {first['_id']} was still running" in skipped["reason"]
+    assert f"run {first['_id']} was still running" in skipped["error_message"]
     assert skipped["scheduled_time"] > first["scheduled_time"]
     assert "RunSkipped" in [e.reason for e in syncjobs.events("tick")]
