@@ -250,7 +250,8 @@ def job_summary(job: dict[str, Any]) -> dict[str, Any]:
                                 names.LABEL_TRIGGER: (meta.get("labels") or {}).get(names.LABEL_TRIGGER)},
                      "annotations": {k: v for k, v in (meta.get("annotations") or {}).items()
                                      if k in (names.ANNOTATION_FORCE, names.ANNOTATION_SCHEDULED_TIME)}},
-        "status": {"active": status.get("active") or 0,
+        "spec": {"suspend": bool((job.get("spec") or {}).get("suspend"))},
+        "status": {"active": status.get("active") or 0, "failed": status.get("failed") or 0,
                    "conditions": [{"type": c.get("type"), "status": c.get("status"), "reason": c.get("reason"),
                                    "message": c.get("message")} for c in status.get("conditions") or []]},
     }

@@ -89,7 +89,8 @@ def _job_failed(job: dict[str, Any]) -> bool:
 
 
 def active_runs(jobs: list[dict[str, Any]]) -> list[ActiveRun]:
-    runs = [ActiveRun(run_id=j["metadata"]["name"], job_name=j["metadata"]["name"])
+    runs = [ActiveRun(run_id=run_id(str(j["metadata"].get("namespace")), j["metadata"]["name"]),
+                      job_name=j["metadata"]["name"])
             for j in jobs if not _job_finished(j) and not j["metadata"].get("deletionTimestamp")]
     return sorted(runs, key=lambda r: r.run_id)
 
@@ -451,7 +452,7 @@ class Reconciler:
                 continue
             beat = records.parse_time(record.get("heartbeat_at")) or created
             silent = (now - beat).total_seconds()
-            pod_gone = silent > self.settings.lost_heartbeat_seconds and not (job.get("status") or {}).get(
+            pod_gone = silent > self._allowed_silence(job) and not (job.get("status") or {}).get(
                 "active") and not kube.list_job_pods(sj.namespace, job_name, live_only=True)
             if pod_gone and records.close_lost(self.db, rid, records.parse_time(record.get("heartbeat_at")), silent):
                 closed.append(rid)
@@ -459,6 +460,15 @@ class Reconciler:
         for rid in closed:
             log.info("Closed record %s: Kubernetes says its run is over", rid)
         return closed
+
+    def _allowed_silence(self, job: dict[str, Any]) -> float:
+        """How long a run may go without a heartbeat and without a pod before it is taken for lost: a Job that
+        is retrying has no pod during its back-off (10 s doubling per failed pod, at most 6 min), a suspended
+        one will get none."""
+        failed = int((job.get("status") or {}).get("failed") or 0)
+        if failed and not (job.get("spec") or {}).get("suspend"):
+            return float(self.settings.lost_heartbeat_seconds) + min(360.0, 10.0 * 2 ** (failed - 1))
+        return float(self.settings.lost_heartbeat_seconds)
 
     # -- the whole pass ---------------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import pytest
 from pymongo.database import Database
 
 from syncjob import names
-from syncjob.runs import manual_run_id
+from syncjob.runs import manual_job_name, manual_run_id
 from tests.conftest import make_syncjob
 from tests.operator.conftest import OperatorProcess, SyncJobs, eventually
 
@@ -41,10 +41,10 @@ def test_a_token_starts_exactly_one_run_even_across_an_operator_restart(
     syncjobs.create(make_syncjob("quotes", paused=True))
     _ready(syncjobs, "quotes")
     syncjobs.annotate("quotes", {REQUESTED: "1732780000"})
-    run_id = manual_run_id("quotes", "1732780000")
+    job_name, run_id = manual_job_name("quotes", "1732780000"), manual_run_id(syncjobs.ns, "quotes", "1732780000")
     eventually(lambda: syncjobs.get("quotes")["status"].get("lastHandledRequestedAt") == "1732780000", 30, "ack")
     jobs = syncjobs.jobs()
-    assert [j.metadata.name for j in jobs] == [run_id]
+    assert [j.metadata.name for j in jobs] == [job_name]
     assert jobs[0].metadata.labels[names.LABEL_TRIGGER] == "manual"
     assert _env(jobs[0])["SYNC_TRIGGER"] == "manual"
     assert syncjobs.cronjob("quotes").spec.suspend is True  # a manual run does not unpause the job
@@ -58,24 +58,25 @@ def test_a_token_starts_exactly_one_run_even_across_an_operator_restart(
     syncjobs.annotate("quotes", {REQUESTED: "1732780000", "unrelated": "change"})
     syncjobs.patch_spec("quotes", {"description": "touched"})
     eventually(lambda: syncjobs.get("quotes")["status"].get("observedGeneration") == 2, 30, "reconcile")
-    assert [j.metadata.name for j in syncjobs.jobs()] == [run_id]
+    assert [j.metadata.name for j in syncjobs.jobs()] == [job_name]
     history = list(mongo_db["scheduler_history"].find({"job_id": "quotes", "action": "trigger"}))
     assert len(history) == 1 and history[0]["via"] == "kubectl"
+    assert history[0]["user"] != "kubectl" and history[0]["details"]["run_id"] == run_id  # the field manager
 
 
 def test_force_applies_to_its_own_run_only(operator: OperatorProcess, syncjobs: SyncJobs,
                                            mongo_db: Database[Any]) -> None:
-    syncjobs.create(make_syncjob("quotes", tradingHoursOnly=True))
+    syncjobs.create(make_syncjob("quotes", tradingHoursOnly=True, concurrencyPolicy="Allow"))
     _ready(syncjobs, "quotes")
     syncjobs.annotate("quotes", {REQUESTED: "t1", FORCE: "t1"})
     eventually(lambda: syncjobs.get("quotes")["status"].get("lastHandledForceAt") == "t1", 30, "force ack")
     syncjobs.annotate("quotes", {REQUESTED: "t2"})
     eventually(lambda: syncjobs.get("quotes")["status"].get("lastHandledRequestedAt") == "t2", 30, "second ack")
     by_name = {j.metadata.name: j for j in syncjobs.jobs()}
-    assert _env(by_name[manual_run_id("quotes", "t1")])["SYNC_FORCE"] == "true"
-    assert _env(by_name[manual_run_id("quotes", "t2")])["SYNC_FORCE"] == "false"
-    assert _record(mongo_db, manual_run_id("quotes", "t1"))["force"] is True
-    assert _record(mongo_db, manual_run_id("quotes", "t2"))["force"] is False
+    assert _env(by_name[manual_job_name("quotes", "t1")])["SYNC_FORCE"] == "true"
+    assert _env(by_name[manual_job_name("quotes", "t2")])["SYNC_FORCE"] == "false"
+    assert _record(mongo_db, manual_run_id(syncjobs.ns, "quotes", "t1"))["force"] is True
+    assert _record(mongo_db, manual_run_id(syncjobs.ns, "quotes", "t2"))["force"] is False
     template = syncjobs.cronjob("quotes").spec.job_template.spec.template
     cj_env = {e.name: e.value for e in template.spec.containers[0].env}
     assert cj_env["SYNC_FORCE"] == "false"  # force never sticks to the job
@@ -93,37 +94,29 @@ class TestFailures:
         syncjobs.create(make_syncjob("daily", task="daily"))
         _ready(syncjobs, "daily")
         syncjobs.annotate("daily", {REQUESTED: "go"})
-        record = _record(mongo_db, manual_run_id("daily", "go"), "failed")
+        record = _record(mongo_db, manual_run_id(syncjobs.ns, "daily", "go"), "failed")
         assert record["reason"] == "BackoffLimitExceeded"
         assert "exit code 4" in record["error_message"]
         assert record["finished_at"] is not None
         status = eventually(lambda: (s := syncjobs.get("daily")["status"]).get("lastExecution") and s, 30,
                             "lastExecution")
         assert status["lastExecution"]["status"] == "failed"
-        assert status["lastExecution"]["runId"] == manual_run_id("daily", "go")
+        assert status["lastExecution"]["runId"] == manual_run_id(syncjobs.ns, "daily", "go")
         assert "lastFailureTime" in status
         assert "RunFailed" in [e.reason for e in syncjobs.events("daily")]
 
 
-class TestLongRuns:
+class TestPodsThatIgnoreCancel:
     @pytest.fixture
     def sync_command(self) -> list[str]:
         return ["sh", "-c", "sleep 60"]
 
-    def test_a_run_past_its_deadline_is_recorded_failed_deadline_exceeded(
-            self, operator: OperatorProcess, syncjobs: SyncJobs, mongo_db: Database[Any]) -> None:
-        syncjobs.create(make_syncjob("slow", activeDeadlineSeconds=3))
-        _ready(syncjobs, "slow")
-        syncjobs.annotate("slow", {REQUESTED: "go"})
-        record = _record(mongo_db, manual_run_id("slow", "go"), "failed", timeout=40)
-        assert record["reason"] == "DeadlineExceeded"
-
-    def test_cancel_stops_the_run_and_records_it_cancelled(
+    def test_cancel_of_a_pod_that_ignores_it_deletes_its_job_after_the_grace_period(
             self, operator: OperatorProcess, syncjobs: SyncJobs, mongo_db: Database[Any]) -> None:
         syncjobs.create(make_syncjob("quotes"))
         _ready(syncjobs, "quotes")
         syncjobs.annotate("quotes", {REQUESTED: "go"})
-        run_id = manual_run_id("quotes", "go")
+        job_name, run_id = manual_job_name("quotes", "go"), manual_run_id(syncjobs.ns, "quotes", "go")
         eventually(lambda: [a["runId"] for a in syncjobs.get("quotes")["status"].get("active", [])] == [run_id],
                    30, "the run to be active")
         syncjobs.annotate("quotes", {CANCEL: "stop-1"})
@@ -132,17 +125,5 @@ class TestLongRuns:
         # This pod ignores the cooperative request: after the grace period (5 s here) its Job is deleted.
         record = _record(mongo_db, run_id, "cancelled", timeout=40)
         assert record["reason"] == "Cancelled"
-        eventually(lambda: not [j for j in syncjobs.jobs() if j.metadata.name == run_id], 30, "Job deleted")
+        eventually(lambda: not [j for j in syncjobs.jobs() if j.metadata.name == job_name], 30, "Job deleted")
         eventually(lambda: syncjobs.get("quotes")["status"].get("active", []) == [], 30, "no active run")
-
-    def test_a_long_run_is_never_reaped_by_age(
-            self, operator: OperatorProcess, syncjobs: SyncJobs, mongo_db: Database[Any]) -> None:
-        syncjobs.create(make_syncjob("quotes"))
-        _ready(syncjobs, "quotes")
-        syncjobs.annotate("quotes", {REQUESTED: "go"})
-        run_id = manual_run_id("quotes", "go")
-        _record(mongo_db, run_id, "running")
-        import time
-
-        time.sleep(8)  # several resync periods of the operator (2 s in tests)
-        assert _record(mongo_db, run_id)["status"] == "running"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from syncjob.model import ScheduleScan, SyncJobSpec
 from syncjob_operator.schedule_scan import advance
+
+from syncjob.model import ScheduleScan, SyncJobSpec
 
 UTC = dt.UTC
 LOOKBACK = dt.timedelta(hours=6)
@@ -30,7 +31,7 @@ def run(spec_: SyncJobSpec, state: ScheduleScan | None, now: dt.datetime, judge:
 
 def test_a_pause_followed_by_an_operator_restart_records_no_miss_for_the_paused_minutes() -> None:
     state, _ = run(spec(), None, at(8, 59))
-    state, due = run(spec(), state, at(9, 0, 30))
+    state, _ = run(spec(), state, at(9, 0, 30))
     state, _ = run(spec(paused=True), state, at(9, 0, 40), judge=False)  # paused at 09:00:40
     state, due_paused = run(spec(paused=True), state, at(12, 0))
     state, _ = run(spec(), state, at(14, 0), judge=False)  # resumed at 14:00
