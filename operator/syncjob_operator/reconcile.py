@@ -467,7 +467,8 @@ class Reconciler:
         one will get none."""
         failed = int((job.get("status") or {}).get("failed") or 0)
         if failed and not (job.get("spec") or {}).get("suspend"):
-            return float(self.settings.lost_heartbeat_seconds) + min(360.0, 10.0 * 2 ** (failed - 1))
+            backoff: float = min(360.0, 10.0 * 2.0 ** (failed - 1))
+            return float(self.settings.lost_heartbeat_seconds) + backoff
         return float(self.settings.lost_heartbeat_seconds)
 
     # -- the whole pass ---------------------------------------------------------------------------------------
