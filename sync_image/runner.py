@@ -148,7 +148,9 @@ class Runner:
         a long source call. A real signal to the main thread, so that a blocking call (a sleep, a socket read)
         returns with EINTR and the handler runs at once."""
         main = threading.main_thread()
-        if self.handle_signals and threading.current_thread() is not main and main.ident is not None:
+        if not self.handle_signals or self._finishing or threading.current_thread() is main or main.ident is None:
+            return
+        if signal.getsignal(signal.SIGUSR1) == self._on_cancel_signal:  # SIGUSR1's default action kills
             signal.pthread_kill(main.ident, signal.SIGUSR1)
 
     def _install_signals(self) -> None:
