@@ -113,6 +113,20 @@ def test_a_cancel_interrupts_a_slow_source_call_promptly(mongo_uri: str, db: Dat
     assert db[mongo.MARKET_QUOTES].count_documents({}) == 0
 
 
+def test_a_verdict_written_by_the_operator_stops_a_slow_pod_which_then_writes_nothing(
+        mongo_uri: str, db: Database[Any]) -> None:
+    proc = start(slow_env(mongo_uri, heartbeat=0.3))
+    wait_until_fetching(db, proc)
+    assert executions.close(db, RUN_ID, ExecutionStatus.FAILED, Writer.OPERATOR, reason="DeadlineExceeded",
+                            error_message="the Job ran past activeDeadlineSeconds")
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == ExitCode.FAILED, stderr
+    rec = record(db)
+    assert (rec["status"], rec["reason"], rec["closed_by"]) == ("failed", "DeadlineExceeded", "operator")
+    assert "outcome" not in rec["attempts"][0]
+    assert db[mongo.MARKET_QUOTES].count_documents({}) == 0
+
+
 # -- a retry retries ----------------------------------------------------------------------------------------------
 
 def test_failed_attempts_before_the_last_leave_the_run_to_the_next_pod(mongo_uri: str, db: Database[Any],
