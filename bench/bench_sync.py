@@ -82,7 +82,7 @@ def sync_run(server: MongoServer, name: str, folder: Path, first: dt.date, last:
     started = time.perf_counter()
     code = runner.run()
     elapsed = time.perf_counter() - started
-    record = db[mongo.EXECUTIONS].find_one({"_id": f"bench-{name}"}) or {}
+    record = db[mongo.EXECUTIONS].find_one({"_id": f"bench.bench-{name}"}) or {}
     assert code == ExitCode.SUCCESS, record.get("error_message")
     assert db[mongo.STOCK_DAILY_QUOTES].count_documents({}) == rows
     if reporting:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -17,8 +18,8 @@ from pydantic_settings import SettingsError
 
 from sync_image.runner import ExitCode, Runner, connect
 from sync_image.settings import PodSettings, describe_error
-from syncjob import mongo
-from syncjob.executions import close_if_running, ensure_record, identity_fields
+from syncjob import executions, runs
+from syncjob.executions import Writer
 from syncjob.model import ExecutionStatus
 
 log = logging.getLogger("sync_image")
@@ -32,24 +33,30 @@ def _configure_logging() -> None:
 
 
 def _record_configuration_error(message: str) -> None:
-    """Best effort: mark the run failed if its id and the database are known."""
-    run_id, uri = os.environ.get("SYNC_RUN_ID", "").strip(), os.environ.get("MONGO_URI", "").strip()
-    if not run_id or not uri:
+    """Best effort: mark the run failed (no retry can mend a configuration) if its id and the database are known."""
+    env = {k: os.environ.get(k, "").strip() for k in ("SYNC_RUN_ID", "MONGO_URI", "SYNCJOB_NAMESPACE",
+                                                      "SYNCJOB_NAME", "SYNC_TRIGGER", "SYNC_FORCE", "SYNC_POD_NAME")}
+    job, uri, namespace = env["SYNC_RUN_ID"], env["MONGO_URI"], env["SYNCJOB_NAMESPACE"]
+    if not job or not uri or not namespace:
         return
+    rid = runs.run_id(namespace, job)
     try:
         db = connect(uri)
-        coll = db[mongo.EXECUTIONS]
-        job = os.environ.get("SYNCJOB_NAME", "").strip() or run_id
-        trigger = os.environ.get("SYNC_TRIGGER", "").strip() or "schedule"
-        identity = identity_fields(run_id=run_id, job_id=job, namespace=os.environ.get("SYNCJOB_NAMESPACE", ""),
-                                   trigger=trigger, force=os.environ.get("SYNC_FORCE", "").lower() == "true",
-                                   scheduled_time=None)
-        ensure_record(coll, identity)
-        close_if_running(coll, run_id, ExecutionStatus.FAILED, error_message=message,
-                         reason="bad configuration")
-        db.client.close()
+        try:
+            ident = executions.identity(run_id=rid, job_id=env["SYNCJOB_NAME"] or job, namespace=namespace, job=job,
+                                        trigger=env["SYNC_TRIGGER"] or "schedule",
+                                        force=env["SYNC_FORCE"].lower() == "true", scheduled_time=None)
+            record = executions.open_run(db, ident, Writer.POD)
+            if record is None or record.get("status") != ExecutionStatus.RUNNING.value:
+                return
+            number = executions.begin_attempt(db, rid, env["SYNC_POD_NAME"] or socket.gethostname())
+            executions.end_attempt(db, rid, number, "failed", reason="ConfigurationError", error_message=message)
+            executions.close(db, rid, ExecutionStatus.FAILED, Writer.POD, reason="ConfigurationError",
+                             error_message=message)
+        finally:
+            db.client.close()
     except Exception as exc:  # the exit code still says what happened
-        log.warning("Could not record the configuration error of run %s: %s", run_id, exc)
+        log.warning("Could not record the configuration error of run %s: %s", rid, exc)
 
 
 def run() -> int:

@@ -17,9 +17,11 @@ fallback chain and the runner never look at a library's own exceptions.
   * ConfigurationError ..... the pod contract is unusable (exit 2): stops the run
   * StoreUnavailable ....... MongoDB stayed unreachable past the retry budget: stops the run
 
-* RunInterrupted (a BaseException, so no adapter's `except Exception` can swallow it): stops the run, `cancelled`
-  * RunCancelled ........... the execution record asked for cancellation, or was closed by the operator
-  * RunTerminated .......... the pod got SIGTERM
+* RunInterrupted (a BaseException, so no adapter's `except Exception` can swallow it): stops the run now
+  * RunCancelled ........... the execution record asked for cancellation (`cancel_requested`): `cancelled`
+  * RecordClosed ........... another writer gave the record its verdict: the pod writes nothing more
+  * RunTerminated .......... the pod got SIGTERM: `cancelled` if a cancel was requested, else the attempt is
+                             `terminated` and the operator records Kubernetes' verdict (docs/pod-contract.md)
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ class StoreUnavailable(SyncError):
 
 
 class RunInterrupted(BaseException):  # a control-flow signal, like KeyboardInterrupt
-    """The run must stop now and be recorded `cancelled`. A BaseException so that no broad handler swallows it."""
+    """The run must stop now. A BaseException so that no broad handler swallows it."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -97,7 +99,15 @@ class RunInterrupted(BaseException):  # a control-flow signal, like KeyboardInte
 
 
 class RunCancelled(RunInterrupted):
-    """Cancellation was requested on the execution record (or the record was closed by someone else)."""
+    """Cancellation was requested on the execution record."""
+
+
+class RecordClosed(RunInterrupted):
+    """Another writer closed the execution record (or it is gone): its verdict stands."""
+
+    def __init__(self, reason: str, status: str | None) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
 class RunTerminated(RunInterrupted):

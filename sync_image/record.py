@@ -1,11 +1,10 @@
-"""The pod's side of its execution record: started, progress, heartbeat, cancellation, final verdict.
+"""The pod's side of its execution record: open, attempts, progress, heartbeat, cancellation, the verdict.
 
-The record (`scheduler_executions`, `_id` = run id) is shared with the operator (see `syncjob.executions`): the
-operator may have created it first, may ask for cancellation (`cancel_requested`), and may close it (deadline,
-pod deleted). So every write here is conditional on the record still being `running`, a record that is no longer
-running stops the run like a cancellation, and the final status goes through `close_if_running`, so the first
-verdict wins. Progress is written at most once per `progress_interval`; a heartbeat thread writes `heartbeat_at`
-every `heartbeat_interval` and watches for cancellation, so even a long source call notices it.
+The record (`scheduler_executions`, `_id` = run id `<namespace>.<job>`) is shared with the operator and the API,
+and its state machine lives in `syncjob.executions`: every write this module makes goes through it, and no other
+code of the sync image writes the record. Progress is written at most once per `progress_interval`; a heartbeat
+thread writes `heartbeat_at` every `heartbeat_interval` and watches for a cancel request or another writer's
+verdict, so even a long source call notices them (`on_cancel` interrupts the main thread).
 """
 
 from __future__ import annotations
@@ -16,25 +15,26 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pymongo import ReturnDocument
-from pymongo.collection import Collection
+from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
-from sync_image.errors import RunCancelled
+from sync_image.errors import RecordClosed, RunCancelled
 from sync_image.store import MongoRetry
-from syncjob.executions import close_if_running, ensure_record, utcnow
+from syncjob import executions, mongo
+from syncjob.executions import Writer, utcnow
 from syncjob.model import ExecutionStatus
 
 log = logging.getLogger(__name__)
 _RUNNING = ExecutionStatus.RUNNING.value
+_FLAGS = {"status": 1, "cancel_requested": 1, "cancel_reason": 1, "cancel_requested_by": 1}
 
 
 class ExecutionReporter:
-    """Reports one run to its execution record."""
+    """Reports one run (one attempt of it: this pod) to its execution record."""
 
     def __init__(
         self,
-        collection: Collection[Any],
+        db: Database[Any],
         run_id: str,
         retry: MongoRetry,
         *,
@@ -44,7 +44,7 @@ class ExecutionReporter:
         on_cancel: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.collection = collection
+        self.db = db
         self.run_id = run_id
         self.retry = retry
         self.progress_interval = progress_interval
@@ -55,61 +55,96 @@ class ExecutionReporter:
         self._last_progress: float | None = None
         self._cancel = threading.Event()
         self.cancel_reason = ""
+        self.closed_status: str | None = None  # set when another writer's verdict was noticed
+        self._closed = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.attempt = 0
         self.progress_writes = 0
         self.heartbeats = 0
 
-    # -- start ---------------------------------------------------------------------------------------------------
+    # -- open and attempts -------------------------------------------------------------------------------------
 
-    def start(self, identity: dict[str, Any], **fields: Any) -> dict[str, Any]:
-        """Create or join the record; return it as stored (its status may already be final)."""
-        now = utcnow()
-        values = {"pod_started_at": now, "heartbeat_at": now, "updated_at": now, **fields}
-        self.retry(lambda: ensure_record(self.collection, identity, **values), f"execution record {self.run_id}")
-        record = self.retry(lambda: self.collection.find_one({"_id": self.run_id}), "execution record read")
-        if record is None:  # deleted between the two calls: nothing sensible to report to
-            raise RunCancelled("execution record disappeared")
-        self._observe(record)
-        return dict(record)
+    def open(self, identity: dict[str, Any], **fields: Any) -> dict[str, Any] | None:
+        """Create or join the record; return it as stored (its status may already be final), None if an admin
+        deleted it."""
+        record = self.retry(lambda: executions.open_run(self.db, identity, Writer.POD, **fields),
+                            f"execution record {self.run_id}")
+        if record is not None:
+            self._observe(record)
+        return record
+
+    def begin_attempt(self, pod: str) -> int:
+        """This pod starts its attempt; its number (0 if the record stopped running meanwhile)."""
+        self.attempt = self.retry(lambda: executions.begin_attempt(self.db, self.run_id, pod),
+                                  f"attempt of run {self.run_id}")
+        return self.attempt
+
+    def end_attempt(self, outcome: str, *, reason: str | None = None, error_message: str | None = None,
+                    **fields: Any) -> None:
+        """What this attempt came to, in its entry of `attempts`."""
+        self.retry(lambda: executions.end_attempt(self.db, self.run_id, self.attempt, outcome, reason=reason,
+                                                  error_message=error_message, **fields),
+                   f"attempt {self.attempt} of run {self.run_id}")
+
+    def claim_slot(self, namespace: str, job_id: str) -> str | None:
+        """concurrencyPolicy Forbid: take the SyncJob's slot; the run holding it if another does."""
+        return self.retry(lambda: executions.claim_slot(self.db, namespace, job_id, self.run_id),
+                          f"Forbid slot of {namespace}/{job_id}")
+
+    def flags(self) -> dict[str, Any] | None:
+        """The record's status and cancel request as they are now (None if it is gone)."""
+        found: dict[str, Any] | None = self.retry(
+            lambda: self.db[mongo.EXECUTIONS].find_one({"_id": self.run_id}, _FLAGS), "execution record read")
+        return found
 
     # -- cancellation --------------------------------------------------------------------------------------------
 
     @property
     def cancelled(self) -> bool:
+        """A cancel request or another writer's verdict was noticed."""
         return self._cancel.is_set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set() and not self._closed
 
     def _observe(self, record: dict[str, Any] | None) -> None:
         """Note a cancellation request, or that someone else closed the record."""
         if self._cancel.is_set():
             return
         if record is None:
-            reason = "execution record was closed or removed by another writer"
+            reason, self._closed = "execution record was removed", True
         elif record.get("status") not in (None, _RUNNING):
-            reason = f"execution record was closed as {record.get('status')} by another writer"
+            self.closed_status = str(record.get("status"))
+            reason, self._closed = f"execution record was closed as {self.closed_status} by another writer", True
         elif record.get("cancel_requested"):
-            reason = "cancel requested"
+            reason = f"cancel requested ({record.get('cancel_reason') or 'Cancelled'})"
         else:
             return
         self.cancel_reason = reason
         self._cancel.set()
-        log.info("Noticed cancellation of run %s: %s", self.run_id, reason)
+        log.info("Noticed that run %s must stop: %s", self.run_id, reason)
         if self.on_cancel is not None:
             self.on_cancel()
 
     def check(self) -> None:
-        """Raise `RunCancelled` if cancellation was noticed."""
-        if self._cancel.is_set():
-            raise RunCancelled(self.cancel_reason or "cancel requested")
+        """Raise `RunCancelled` or `RecordClosed` if either was noticed."""
+        if not self._cancel.is_set():
+            return
+        if self._closed:
+            raise RecordClosed(self.cancel_reason, self.closed_status)
+        raise RunCancelled(self.cancel_reason or "cancel requested")
 
     def _update(self, fields: dict[str, Any]) -> None:
-        record = self.collection.find_one_and_update(
-            {"_id": self.run_id, "status": _RUNNING}, {"$set": fields},
-            projection={"status": 1, "cancel_requested": 1}, return_document=ReturnDocument.AFTER,
-        )
-        if record is None:
-            record = self.collection.find_one({"_id": self.run_id}, {"status": 1, "cancel_requested": 1})
-        self._observe(record)
+        self._observe(executions.update_running(self.db, self.run_id, fields))
+
+    def update(self, fields: dict[str, Any]) -> None:
+        """Best effort: write fields of a running record (what an interrupted attempt got done)."""
+        try:
+            executions.update_running(self.db, self.run_id, {**fields, "updated_at": utcnow()})
+        except PyMongoError as exc:
+            log.warning("Could not write the state of run %s: %s", self.run_id, type(exc).__name__)
 
     # -- progress ------------------------------------------------------------------------------------------------
 
@@ -131,7 +166,7 @@ class ExecutionReporter:
                 log.warning("Could not write progress of run %s: %s", self.run_id, type(exc).__name__)
         else:
             try:  # no progress write due: still read the cancellation flag, as every batch boundary must
-                self._observe(self.collection.find_one({"_id": self.run_id}, {"status": 1, "cancel_requested": 1}))
+                self._observe(executions.read_flags(self.db, self.run_id))
             except PyMongoError as exc:
                 log.warning("Could not read the cancellation flag of run %s: %s", self.run_id, type(exc).__name__)
         self.check()
@@ -159,20 +194,22 @@ class ExecutionReporter:
 
     def stop_heartbeat(self) -> None:
         self._stop.set()
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
             self._thread = None
 
     # -- the verdict ---------------------------------------------------------------------------------------------
 
-    def finish(self, status: ExecutionStatus, **fields: Any) -> tuple[bool, str | None]:
-        """Close the record if it is still running. Returns (closed by us, the status the record ends with)."""
+    def close(self, status: ExecutionStatus, *, reason: str | None = None, unless_cancel_requested: bool = False,
+              **fields: Any) -> bool:
+        """Give the record its verdict if it is still running (and, with `unless_cancel_requested`, no cancel was
+        requested). True if this call closed it."""
         self.stop_heartbeat()
-        closed = self.retry(lambda: close_if_running(self.collection, self.run_id, status, **fields),
-                            f"final status of run {self.run_id}")
-        if closed:
-            return True, status.value
-        record = self.retry(lambda: self.collection.find_one({"_id": self.run_id}, {"status": 1}),
-                            "execution record read")
-        return False, None if record is None else str(record.get("status"))
+        return self.retry(lambda: executions.close(self.db, self.run_id, status, Writer.POD, reason=reason,
+                                                   unless_cancel_requested=unless_cancel_requested, **fields),
+                          f"final status of run {self.run_id}")
 
+    def status(self) -> str | None:
+        """The record's status now (None if it is gone)."""
+        record = self.flags()
+        return None if record is None else str(record.get("status"))

@@ -1,13 +1,23 @@
-"""One run, start to finish: join the execution record, gate on trading hours, run the task, record the verdict.
+"""One run's attempt, start to finish: join the execution record, begin an attempt, run the task, record the outcome.
 
-The exit code tells Kubernetes how the pod ended and the execution record tells people why: 0 success or skipped,
-1 failed, 2 bad configuration, 3 cancelled (by `cancel_requested`, by the operator closing the record, or by
-SIGTERM when the pod is deleted). A record that is already final when the pod starts is left alone.
+A run is a Job; each of its pods is an attempt (a Job with backoffLimit N has up to N+1). The exit code tells
+Kubernetes how the pod ended and the execution record tells people why (docs/pod-contract.md):
+
+* 0: success or skipped (outside trading hours; concurrencyPolicy Forbid while another run holds the slot); also
+  when the record was deleted by an admin (nothing is written).
+* 1: failed. On an attempt that is not the last, only the attempt entry says so and the record stays `running`,
+  so the Job's next pod syncs again; the last attempt closes the record `failed`.
+* 2: bad configuration: no retry can help, the record is closed `failed` at once.
+* 3: cancelled, because a cancel was requested (`cancel_requested`; Replace asks the same way).
+* 143: SIGTERM without a cancel request (deadline, eviction, deletion, drain): the attempt is recorded
+  `terminated` and the record stays `running`; the operator closes it with Kubernetes' verdict.
+
+A record that is already final when the pod starts, or that another writer closes while it runs, is left alone:
+the pod exits as that status says. Every write goes through `ExecutionReporter`, and so `syncjob.executions`.
 """
 
 from __future__ import annotations
 
-import _thread
 import datetime as dt
 import logging
 import signal
@@ -18,24 +28,37 @@ from enum import IntEnum
 from types import FrameType
 from typing import Any
 
-from pymongo import MongoClient
 from pymongo.database import Database
 
 from sync_image import sources as registry
-from sync_image.errors import ConfigurationError, RunCancelled, RunInterrupted, RunTerminated, StoreUnavailable
+from sync_image.errors import (
+    ConfigurationError,
+    RecordClosed,
+    RunCancelled,
+    RunInterrupted,
+    RunTerminated,
+    StoreUnavailable,
+)
 from sync_image.record import ExecutionReporter
-from sync_image.settings import DEFAULT_DATABASE, PodSettings
+from sync_image.settings import PodSettings
 from sync_image.sources.base import Source
 from sync_image.sources.fallback import FallbackSource
 from sync_image.store import MongoRetry
 from sync_image.tasks import TASKS, TaskContext, TaskResult
 from sync_image.trading_calendar import TradingCalendar
 from syncjob import mongo
-from syncjob.executions import identity_fields
-from syncjob.model import ExecutionStatus
+from syncjob.executions import cancelled_verdict, identity
+from syncjob.model import ConcurrencyPolicy, ExecutionStatus
 
 log = logging.getLogger(__name__)
-SIGTERM_REASON = "pod terminated (SIGTERM)"
+SIGTERM_REASON = "SIGTERM"
+SIGTERM_MESSAGE = ("Kubernetes stopped the pod (SIGTERM) with no cancel requested: an activeDeadlineSeconds "
+                   "deadline, an eviction, a deletion of the pod or a node drain; the operator records Kubernetes' "
+                   "verdict from the Job")
+FORBID_REASON = "ConcurrencyForbid"
+# what an attempt entry keeps of the run's fields
+_ATTEMPT_FIELDS = ("source_used", "source_attempts", "return_value", "processed_items", "total_items", "traceback",
+                   "warnings")
 
 
 class ExitCode(IntEnum):
@@ -43,6 +66,7 @@ class ExitCode(IntEnum):
     FAILED = 1
     CONFIGURATION = 2
     CANCELLED = 3
+    TERMINATED = 128 + signal.SIGTERM
 
 
 EXIT_FOR_STATUS = {
@@ -54,15 +78,17 @@ EXIT_FOR_STATUS = {
 }
 
 
-def connect(uri: str, **kwargs: Any) -> Database[Any]:
-    """The database named in the URI's path (default `tradingagents`), with timezone-aware datetimes."""
-    client: MongoClient[Any] = MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000,
-                                           connectTimeoutMS=5000, **kwargs)
-    return client.get_default_database(default=DEFAULT_DATABASE)
+def connect(uri: str) -> Database[Any]:
+    """The sync pod's database (`syncjob.mongo.connect`, the one client factory)."""
+    return mongo.connect(uri, app="syncjob-sync")
+
+
+def _exit_for(status: str | None) -> ExitCode:
+    return EXIT_FOR_STATUS.get(status or "", ExitCode.FAILED)
 
 
 class Runner:
-    """Runs one SyncJob execution described by the pod settings."""
+    """Runs one attempt of one SyncJob execution described by the pod settings."""
 
     def __init__(
         self,
@@ -83,7 +109,7 @@ class Runner:
         self._finishing = False
         self._previous_handlers: dict[int, Any] = {}
         self.reporter = ExecutionReporter(
-            db[mongo.EXECUTIONS], settings.run_id, self.retry,
+            db, settings.run_id, self.retry,
             progress_interval=self.options.progress_interval_seconds,
             heartbeat_interval=self.options.heartbeat_seconds,
             enabled=reporting, on_cancel=self._interrupt_main,
@@ -95,23 +121,37 @@ class Runner:
 
     @property
     def name(self) -> str:
-        return f"{self.settings.namespace}/{self.settings.run_id}"
+        return self.settings.run_id
+
+    @property
+    def attempt(self) -> int:
+        return self.reporter.attempt
+
+    @property
+    def last_attempt(self) -> bool:
+        """No pod follows this one if it fails: the Job's backoffLimit is used up."""
+        return self.attempt > self.settings.backoff_limit
 
     # -- signals -------------------------------------------------------------------------------------------------
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
         if not self._finishing:
             raise RunTerminated(SIGTERM_REASON)
-        log.info("Ignored SIGTERM for run %s: its verdict is being written", self.name)
+        log.info("Ignored SIGTERM for run %s: its outcome is being written", self.name)
 
     def _on_cancel_signal(self, signum: int, frame: FrameType | None) -> None:
         if not self._finishing:
-            raise RunCancelled(self.reporter.cancel_reason or "cancel requested")
+            self.reporter.check()
 
     def _interrupt_main(self) -> None:
-        """Called by the heartbeat thread on cancellation: stop the main thread even inside a long source call."""
-        if self.handle_signals and threading.current_thread() is not threading.main_thread():
-            _thread.interrupt_main(signal.SIGUSR1)
+        """Called by the heartbeat thread on a cancel or another writer's verdict: stop the main thread even inside
+        a long source call. A real signal to the main thread, so that a blocking call (a sleep, a socket read)
+        returns with EINTR and the handler runs at once."""
+        main = threading.main_thread()
+        if not self.handle_signals or self._finishing or threading.current_thread() is main or main.ident is None:
+            return
+        if signal.getsignal(signal.SIGUSR1) == self._on_cancel_signal:  # SIGUSR1's default action kills
+            signal.pthread_kill(main.ident, signal.SIGUSR1)
 
     def _install_signals(self) -> None:
         if self.handle_signals:
@@ -127,17 +167,34 @@ class Runner:
 
     def run(self) -> ExitCode:
         s = self.settings
-        log.info("Started run %s of SyncJob %s (task %s, sources %s, trigger %s%s)", self.name, s.job_name,
-                 s.task.value, ",".join(x.value for x in s.sources), s.trigger, ", forced" if s.force else "")
-        identity = identity_fields(run_id=s.run_id, job_id=s.job_name, namespace=s.namespace, trigger=s.trigger,
-                                   force=s.force, scheduled_time=s.scheduled_time, now=self.now)
-        record = self.reporter.start(identity, task=s.task.value, sources=[x.value for x in s.sources])
+        log.info("Started run %s of SyncJob %s/%s (task %s, sources %s, trigger %s%s)", self.name, s.namespace,
+                 s.job_name, s.task.value, ",".join(x.value for x in s.sources), s.trigger,
+                 ", forced" if s.force else "")
+        ident = identity(run_id=s.run_id, job_id=s.job_name, namespace=s.namespace, job=s.k8s_job,
+                         trigger=s.trigger, force=s.force, scheduled_time=s.scheduled_time)
+        record = self.reporter.open(ident, task=s.task.value, sources=[x.value for x in s.sources])
+        if record is None:
+            log.info("Left run %s alone: an admin deleted its execution record", self.name)
+            return ExitCode.SUCCESS
         status = str(record.get("status"))
         if status != ExecutionStatus.RUNNING.value:
             log.info("Skipped run %s: its execution record is already %s", self.name, status)
-            return EXIT_FOR_STATUS.get(status, ExitCode.FAILED)
-        if self.reporter.cancelled:
-            return self._finish(ExecutionStatus.CANCELLED, reason="cancel requested before the run started")
+            return _exit_for(status)
+        if self.reporter.begin_attempt(s.pod_name) == 0:
+            final = self.reporter.status()
+            log.info("Skipped run %s: its execution record became %s", self.name, final)
+            return _exit_for(final)
+        log.info("Began attempt %d of run %s in pod %s (backoffLimit %d)", self.attempt, self.name, s.pod_name,
+                 s.backoff_limit)
+        if self.reporter.cancel_requested:
+            return self._cancelled("before the attempt started")
+        if s.concurrency_policy is ConcurrencyPolicy.FORBID:
+            holder = self.reporter.claim_slot(s.namespace, s.job_name)
+            if holder is not None:
+                log.info("Skipped run %s: run %s of the same SyncJob is still running (Forbid)", self.name, holder)
+                return self._finish(ExecutionStatus.SKIPPED, reason=FORBID_REASON,
+                                    error_message=f"run {holder} was still running (concurrencyPolicy Forbid)",
+                                    progress=100, progress_message="Skipped: another run was still running")
         self._install_signals()
         try:
             return self._run_guarded()
@@ -153,23 +210,28 @@ class Runner:
             self.reporter.start_heartbeat()
             self.reporter.check()
             return self._run_task()
-        except RunInterrupted as exc:
-            log.info("Cancelled run %s: %s", self.name, exc.reason)
-            return self._finish(ExecutionStatus.CANCELLED, reason=exc.reason, **self._partial_fields())
+        except RecordClosed as exc:
+            return self._closed_elsewhere(exc)
+        except RunTerminated:
+            return self._terminated()
+        except RunCancelled:
+            return self._cancelled()
         except ConfigurationError as exc:
-            self._finish(ExecutionStatus.FAILED, error_message=str(exc), **self._partial_fields())
-            return ExitCode.CONFIGURATION
+            return self._finish(ExecutionStatus.FAILED, reason="ConfigurationError", retryable=False,
+                                exit_code=ExitCode.CONFIGURATION, error_message=str(exc), **self._partial_fields())
         except StoreUnavailable as exc:
             log.error("Failed run %s: %s", self.name, exc)
             try:
-                self._finish(ExecutionStatus.FAILED, error_message=str(exc), traceback=traceback.format_exc())
+                return self._finish(ExecutionStatus.FAILED, reason="StoreUnavailable", error_message=str(exc),
+                                    traceback=traceback.format_exc())
             except (StoreUnavailable, RunInterrupted):
                 log.error("Could not record the failure of run %s: MongoDB is still unreachable", self.name)
             return ExitCode.FAILED
         except Exception as exc:
             log.exception("Failed run %s", self.name)
-            return self._finish(ExecutionStatus.FAILED, error_message=f"{type(exc).__name__}: {exc}",
-                                traceback=traceback.format_exc(), **self._partial_fields())
+            return self._finish(ExecutionStatus.FAILED, reason=type(exc).__name__,
+                                error_message=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(),
+                                **self._partial_fields())
 
     def _build_sources(self) -> list[Source]:
         if self._given_sources is not None:
@@ -237,11 +299,98 @@ class Runner:
             fields["warnings"] = list(self.warnings)
         return fields
 
-    def _finish(self, status: ExecutionStatus, **fields: Any) -> ExitCode:
+    # -- outcomes ------------------------------------------------------------------------------------------------
+
+    def _stop_reporting(self) -> None:
         self._finishing = True
-        closed, final = self.reporter.finish(status, **fields)
-        if closed:
-            log.info("Recorded run %s as %s", self.name, status.value)
-            return EXIT_FOR_STATUS[status.value]
+        self.reporter.stop_heartbeat()
+
+    def _finish(self, status: ExecutionStatus, *, reason: str | None = None, retryable: bool = True,
+                exit_code: ExitCode | None = None, **fields: Any) -> ExitCode:
+        """The outcome of this attempt. A failure that a later attempt may mend is written to this attempt's entry
+        only; a success is refused if a cancel was requested meanwhile (`_late_cancel`); the rest close the record."""
+        self._stop_reporting()
+        if status is ExecutionStatus.FAILED:
+            reason = reason or "SyncFailed"
+            if retryable and not self.last_attempt:
+                self.reporter.end_attempt("failed", reason=reason, error_message=fields.get("error_message"),
+                                          **_attempt_fields(fields))
+                log.info("Failed attempt %d of run %s (%s); the record stays running for the Job's next pod",
+                         self.attempt, self.name, reason)
+                return ExitCode.FAILED
+        if status is ExecutionStatus.SUCCESS:
+            if self.reporter.close(status, reason=reason, unless_cancel_requested=True, **fields):
+                return self._recorded(status, reason, fields)
+            return self._late_cancel(fields)
+        return self._close(status, reason=reason, exit_code=exit_code, **fields)
+
+    def _close(self, status: ExecutionStatus, *, reason: str | None, exit_code: ExitCode | None = None,
+               **fields: Any) -> ExitCode:
+        if self.reporter.close(status, reason=reason, **fields):
+            return self._recorded(status, reason, fields, exit_code)
+        final = self.reporter.status()
         log.info("Left run %s as %s: another writer closed its record first", self.name, final)
-        return EXIT_FOR_STATUS.get(final or "", ExitCode.FAILED)
+        return _exit_for(final)
+
+    def _recorded(self, status: ExecutionStatus, reason: str | None, fields: dict[str, Any],
+                  exit_code: ExitCode | None = None) -> ExitCode:
+        self.reporter.end_attempt(status.value, reason=reason, error_message=fields.get("error_message"),
+                                  **_attempt_fields(fields))
+        log.info("Recorded run %s as %s", self.name, status.value)
+        return exit_code if exit_code is not None else EXIT_FOR_STATUS[status.value]
+
+    def _late_cancel(self, fields: dict[str, Any]) -> ExitCode:
+        """The work is done but a cancel was requested after the last checkpoint: the run ends `cancelled`, saying
+        what it had already written, and never as a silent success."""
+        record = self.reporter.flags()
+        if record is None or record.get("status") != ExecutionStatus.RUNNING.value:
+            final = None if record is None else str(record.get("status"))
+            log.info("Left run %s as %s: another writer closed its record first", self.name, final)
+            return _exit_for(final)
+        reason, message = cancelled_verdict(record)
+        written = fields.get("progress_message") or "its work was complete"
+        message = (f"{message}: the cancel arrived after the last checkpoint, when the run had already finished "
+                   f"its work ({written})")
+        log.info("Cancelled run %s after its last checkpoint", self.name)
+        return self._close(ExecutionStatus.CANCELLED, reason=reason, **{**fields, "error_message": message})
+
+    def _cancelled(self, when: str = "") -> ExitCode:
+        """A cancel was requested (noticed at a checkpoint, by the heartbeat, or on SIGTERM)."""
+        self._stop_reporting()
+        record = self.reporter.flags()
+        if record is None or record.get("status") != ExecutionStatus.RUNNING.value:
+            return self._closed_elsewhere(None if record is None else str(record.get("status")))
+        reason, message = cancelled_verdict(record)
+        if when:
+            message = f"{message} {when}"
+        log.info("Cancelled run %s: %s", self.name, message)
+        return self._close(ExecutionStatus.CANCELLED, reason=reason,
+                           **{**self._partial_fields(), "error_message": message})
+
+    def _terminated(self) -> ExitCode:
+        """SIGTERM. With a cancel requested it is that cancel; otherwise Kubernetes stopped the pod for its own
+        reasons, which only the Job's conditions tell: the attempt says `terminated`, the record stays running
+        for the operator to close."""
+        self._stop_reporting()
+        record = self.reporter.flags()
+        if record is None or record.get("status") != ExecutionStatus.RUNNING.value:
+            return self._closed_elsewhere(None if record is None else str(record.get("status")))
+        if record.get("cancel_requested"):
+            return self._cancelled()
+        fields = self._partial_fields()
+        self.reporter.update(fields)
+        self.reporter.end_attempt("terminated", reason=SIGTERM_REASON, error_message=SIGTERM_MESSAGE,
+                                  **_attempt_fields(fields))
+        log.info("Attempt %d of run %s was terminated (SIGTERM, no cancel requested); the operator records the "
+                 "verdict", self.attempt, self.name)
+        return ExitCode.TERMINATED
+
+    def _closed_elsewhere(self, closed: RecordClosed | str | None) -> ExitCode:
+        self._stop_reporting()
+        status = closed.status if isinstance(closed, RecordClosed) else closed
+        log.info("Stopped run %s: another writer closed its record as %s", self.name, status)
+        return _exit_for(status)
+
+
+def _attempt_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: fields[k] for k in _ATTEMPT_FIELDS if k in fields}

@@ -1,4 +1,4 @@
-"""The pod contract, parsed: the only inputs the sync image reads (DESIGN.md, "The pod contract").
+"""The pod contract, parsed: the only inputs the sync image reads (docs/pod-contract.md).
 
 The environment variables are fixed by the operator that renders the pod. Tunables that are not part of the
 contract (batch sizes, error ratio, heartbeat interval, retry budget, tushare quotas) are optional keys of
@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
+import socket
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from sync_image import codes as codelib
-from syncjob.model import Source, Task
+from syncjob import runs
+from syncjob.model import ConcurrencyPolicy, Source, Task
 
 DEFAULT_DATABASE = "tradingagents"
 
@@ -34,6 +37,9 @@ class SyncOptions(BaseModel):
     backfill_days: int = Field(default=30, ge=1, le=20000, description="daily: back-fill depth without start_date.")
     periods: int = Field(default=4, ge=1, le=80, description="financial: report periods per symbol.")
     file_dir: str | None = Field(default=None, description="file source: folder (default: the shipped sample).")
+    file_delay_seconds: float = Field(default=0.0, ge=0.0, le=3600.0,
+                                      description="file source: sleep this long in each fetch call, to simulate a "
+                                      "slow source in demos and tests (a cancel or SIGTERM interrupts it).")
     batch_size: int = Field(default=50, ge=1, le=10000, description="Symbols per fetch batch (per fallback try).")
     write_batch_size: int = Field(default=1000, ge=1, le=100000, description="Documents per bulk write.")
     max_error_ratio: float = Field(default=0.1, ge=0.0, le=1.0,
@@ -79,7 +85,11 @@ class PodSettings(BaseSettings):
     trading_hours_only: bool = Field(default=False, validation_alias="SYNC_TRADING_HOURS_ONLY")
     force: bool = Field(default=False, validation_alias="SYNC_FORCE")
     trigger: str = Field(default="schedule", validation_alias="SYNC_TRIGGER", pattern="^(schedule|manual)$")
-    run_id: str = Field(validation_alias="SYNC_RUN_ID", min_length=1)
+    k8s_job: str = Field(validation_alias="SYNC_RUN_ID", min_length=1)  # the Job name (downward API)
+    pod_name: str = Field(default="", validation_alias="SYNC_POD_NAME", validate_default=True)
+    concurrency_policy: ConcurrencyPolicy = Field(default=ConcurrencyPolicy.ALLOW,
+                                                  validation_alias="SYNC_CONCURRENCY_POLICY")
+    backoff_limit: int = Field(default=0, ge=0, validation_alias="SYNC_BACKOFF_LIMIT")
     scheduled_time: dt.datetime | None = Field(default=None, validation_alias="SYNC_SCHEDULED_TIME")
     mongo_uri: str = Field(validation_alias="MONGO_URI", min_length=1)
     tushare_token: str = Field(default="", validation_alias="TUSHARE_TOKEN", repr=False)
@@ -114,6 +124,26 @@ class PodSettings(BaseSettings):
     def _blank_is_false(cls, value: Any) -> Any:
         return _flag(value)
 
+    @field_validator("concurrency_policy", "backoff_limit", mode="before")
+    @classmethod
+    def _blank_is_default(cls, value: Any, info: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return ConcurrencyPolicy.ALLOW if info.field_name == "concurrency_policy" else 0
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("pod_name", mode="before")
+    @classmethod
+    def _default_pod_name(cls, value: Any) -> Any:
+        """Unset outside a rendered pod: a pod's hostname is its name."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return os.environ.get("HOSTNAME") or socket.gethostname()
+        return value
+
+    @property
+    def run_id(self) -> str:
+        """The run's id, the `_id` of its execution record: `<namespace>.<job name>`."""
+        return runs.run_id(self.namespace, self.k8s_job)
+
     @field_validator("trigger", mode="before")
     @classmethod
     def _default_trigger(cls, value: Any) -> Any:
@@ -137,7 +167,7 @@ class PodSettings(BaseSettings):
         run's Job `<cronjob>-<scheduled time in minutes since the epoch>`: the trading-hours check then judges the
         time the run was due, not the second its pod happened to start (a 15:00 tick starting at 15:00:05)."""
         if self.scheduled_time is None and self.trigger == "schedule":
-            match = _SCHEDULED_SUFFIX.search(self.run_id)
+            match = _SCHEDULED_SUFFIX.search(self.k8s_job)
             if match:
                 self.scheduled_time = dt.datetime.fromtimestamp(int(match.group(1)) * 60, dt.UTC)
         return self

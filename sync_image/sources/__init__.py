@@ -34,7 +34,7 @@ def build(name: str, *, tushare_token: str = "", options: Mapping[str, Any] | No
         return BaostockSource(socket_timeout=timeout)
     if name == "file":
         file_dir = options.get("file_dir")
-        return FileSource(Path(file_dir) if file_dir else None)
+        return FileSource(Path(file_dir) if file_dir else None, delay=float(options.get("file_delay_seconds", 0)))
     raise KeyError(f"unknown source {name!r}; known: {', '.join(SOURCE_TYPES)}")
 
 

@@ -3,6 +3,10 @@
 A folder holds any of `basics`, `quotes`, `daily`, `financial` and `calendar` (one column `trade_date`), each as
 `<name>.parquet` or `<name>.csv`. Columns follow `sync_image.schema`: canonical codes, volume in shares, amount in
 CNY. The image ships a small sample dataset (`sync_image/sample_data/`), used when no `file_dir` is given.
+
+`delay` (SYNC_OPTIONS `file_delay_seconds`) makes every fetch call sleep that long first, to simulate a slow source
+in demos and tests; the sleep is an ordinary `time.sleep`, which a signal handler that raises (SIGTERM, the
+heartbeat's cancel interrupt) ends at once.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ class FileSource(Source):
         notes="canonical schema; default folder is the sample dataset shipped in the image",
     )
 
-    def __init__(self, directory: Path | str | None = None) -> None:
+    def __init__(self, directory: Path | str | None = None, delay: float = 0.0) -> None:
         self.directory = Path(directory) if directory else SAMPLE_DATA
+        self.delay = max(0.0, float(delay))
         self._frames: dict[str, pd.DataFrame] = {}
         self._daily_by_code: dict[str, pd.DataFrame] | None = None
 
@@ -47,6 +52,10 @@ class FileSource(Source):
             if path.is_file():
                 return path
         return None
+
+    def _slow_down(self) -> None:
+        if self.delay:
+            time.sleep(self.delay)
 
     def _load(self, dataset: str) -> pd.DataFrame:
         if dataset in self._frames:
@@ -66,6 +75,7 @@ class FileSource(Source):
         return frame
 
     def stock_list(self) -> pd.DataFrame:
+        self._slow_down()
         if self.path_of("basics") is None and self.path_of("daily") is not None:
             # a back-fill folder of bars only: its codes are the list
             bars = self._load("daily")
@@ -76,6 +86,7 @@ class FileSource(Source):
         return frame.copy()
 
     def quotes(self, codes: Sequence[str]) -> pd.DataFrame:
+        self._slow_down()
         frame = self._load("quotes")
         out = frame[frame["code"].isin({codelib.normalise(c) for c in codes})].reset_index(drop=True)
         if out.empty:
@@ -83,6 +94,7 @@ class FileSource(Source):
         return out
 
     def daily(self, codes: Sequence[str], start: dt.date, end: dt.date) -> pd.DataFrame:
+        self._slow_down()
         if self._daily_by_code is None:
             frame = self._load("daily")
             self._daily_by_code = {str(code): part for code, part in frame.groupby("code", sort=False)}
@@ -99,6 +111,7 @@ class FileSource(Source):
         return pd.concat(parts, ignore_index=True)
 
     def financial(self, codes: Sequence[str], periods: int) -> pd.DataFrame:
+        self._slow_down()
         frame = self._load("financial")
         out = frame[frame["code"].isin({codelib.normalise(c) for c in codes})]
         if out.empty:
@@ -106,6 +119,7 @@ class FileSource(Source):
         return schema.latest_periods(out, periods)
 
     def trading_days(self, start: dt.date, end: dt.date) -> list[dt.date]:
+        self._slow_down()
         frame = self._load("calendar")
         try:
             days = [schema.to_date(v) for v in frame["trade_date"]]

@@ -73,7 +73,7 @@ def test_a_mongo_outage_mid_run_is_retried_and_loses_or_duplicates_nothing(own_s
         assert bars.count_documents({}) == rows
         keys = {(b["symbol"], b["trade_date"]) for b in bars.find({}, {"symbol": 1, "trade_date": 1})}
         assert len(keys) == rows
-        record = db[mongo.EXECUTIONS].find_one({"_id": "daily-sync-m1"})
+        record = db[mongo.EXECUTIONS].find_one({"_id": "market-data.daily-sync-m1"})
         assert record is not None and record["status"] == "success"
         assert record["return_value"]["inserted"] + record["return_value"]["unchanged"] == rows
         assert record["return_value"]["errors"] == 0

@@ -18,10 +18,11 @@ from sync_image.sources.base import Source
 from sync_image.sources.fake import FakeCall, FakeLibrary, baostock_failure
 from sync_image.sources.file import FileSource
 from sync_image.sources.tushare import TushareSource
-from syncjob import mongo
-from syncjob.executions import ensure_record, identity_fields
+from syncjob import executions, mongo
+from syncjob.executions import Writer
 from tests.sync_image.conftest import ak_hist, settings
 
+RUN_ID = "market-data.daily-sync-m1"
 CODES = ["600000.SH", "600519.SH", "000001.SZ", "300750.SZ"]
 OPTIONS = {"codes": CODES, "batch_size": 1, "start_date": "2018-07-01", "end_date": "2018-07-18"}
 
@@ -55,7 +56,14 @@ def run(db: Database[Any], sources: list[Source], **overrides: Any) -> ExitCode:
     return Runner(settings(**values), db, sources=sources).run()
 
 
-def record(db: Database[Any], run_id: str = "daily-sync-m1") -> dict[str, Any]:
+def operator_opens(db: Database[Any], run_id: str = RUN_ID) -> None:
+    """The record as the operator creates it when it sees the Job, before the pod starts."""
+    namespace, job = run_id.split(".", 1)
+    executions.open_run(db, executions.identity(run_id=run_id, job_id="daily-sync", namespace=namespace, job=job,
+                                                trigger="manual", force=False, scheduled_time=None), Writer.OPERATOR)
+
+
+def record(db: Database[Any], run_id: str = RUN_ID) -> dict[str, Any]:
     found = db[mongo.EXECUTIONS].find_one({"_id": run_id})
     assert found is not None
     return found
@@ -70,6 +78,12 @@ def test_successful_run_records_counts_source_and_attempts(db: Database[Any]) ->
     assert rec["job_id"] == "daily-sync" and rec["namespace"] == "market-data" and rec["is_manual"] is True
     assert rec["finished_at"] >= rec["started_at"] and rec["execution_time"] >= 0
     assert rec["pod_started_at"].tzinfo is not None and rec["heartbeat_at"] is not None
+    assert (rec["_id"], rec["k8s_job"], rec["schema_version"], rec["closed_by"]) == (
+        RUN_ID, "daily-sync-m1", 2, "pod")
+    assert isinstance(rec["execution_time"], float) and rec["execution_time"] < 60  # seconds
+    [attempt] = rec["attempts"]
+    assert (attempt["number"], attempt["outcome"], attempt["source_used"]) == (1, "success", "tushare")
+    assert attempt["source_attempts"] == rec["source_attempts"]
     bar = db[mongo.STOCK_DAILY_QUOTES].find_one({"code": "600519.SH"})
     assert bar is not None
     assert (bar["symbol"], bar["trade_date"], bar["data_source"], bar["period"]) == ("600519", "2018-07-18",
@@ -126,19 +140,19 @@ def test_partial_failure_is_judged_by_the_error_ratio(db: Database[Any], max_rat
 def test_cancel_requested_mid_run_stops_cleanly_between_batches(db: Database[Any]) -> None:
     def cancel_during_second(call: FakeCall) -> pd.DataFrame:
         if call.kwargs["ts_code"] == "600519.SH":
-            db[mongo.EXECUTIONS].update_one({"_id": "daily-sync-m1"}, {"$set": {"cancel_requested": True}})
+            db[mongo.EXECUTIONS].update_one({"_id": RUN_ID}, {"$set": {"cancel_requested": True}})
         return ts_bars(call)
 
     assert run(db, [tushare(cancel_during_second)]) == ExitCode.CANCELLED
     rec = record(db)
-    assert rec["status"] == "cancelled" and rec["reason"] == "cancel requested"
+    assert rec["status"] == "cancelled" and rec["reason"] == "Cancelled"
     assert sorted(db[mongo.STOCK_DAILY_QUOTES].distinct("code")) == ["600000.SH", "600519.SH"]
     assert rec["return_value"]["inserted"] == 2 and rec["processed_items"] == 2
 
 
 def test_a_record_closed_by_the_operator_mid_run_keeps_its_verdict(db: Database[Any]) -> None:
     def operator_closes(call: FakeCall) -> pd.DataFrame:
-        db[mongo.EXECUTIONS].update_one({"_id": "daily-sync-m1"},
+        db[mongo.EXECUTIONS].update_one({"_id": RUN_ID},
                                               {"$set": {"status": "failed", "error_message": "deadline exceeded"}})
         return ts_bars(call)
 
@@ -146,14 +160,13 @@ def test_a_record_closed_by_the_operator_mid_run_keeps_its_verdict(db: Database[
     rec = record(db)
     assert rec["status"] == "failed" and rec["error_message"] == "deadline exceeded"
     assert db[mongo.STOCK_DAILY_QUOTES].count_documents({}) == 1
+    assert "outcome" not in rec["attempts"][0]  # the pod wrote nothing after the other verdict
 
 
 @pytest.mark.parametrize(("status", "code"), [("cancelled", ExitCode.CANCELLED), ("failed", ExitCode.FAILED)])
 def test_a_record_already_final_at_start_means_no_work(db: Database[Any], status: str, code: ExitCode) -> None:
-    identity = identity_fields(run_id="daily-sync-m1", job_id="daily-sync", namespace="market-data",
-                               trigger="manual", force=False, scheduled_time=None)
-    ensure_record(db[mongo.EXECUTIONS], identity)
-    db[mongo.EXECUTIONS].update_one({"_id": "daily-sync-m1"}, {"$set": {"status": status}})
+    operator_opens(db)
+    db[mongo.EXECUTIONS].update_one({"_id": RUN_ID}, {"$set": {"status": status}})
     ts = tushare()
     assert run(db, [ts]) == code
     assert ts._pro.calls == []  # type: ignore[union-attr]
@@ -161,11 +174,12 @@ def test_a_record_already_final_at_start_means_no_work(db: Database[Any], status
 
 
 def test_cancel_requested_before_the_pod_started(db: Database[Any]) -> None:
-    identity = identity_fields(run_id="daily-sync-m1", job_id="daily-sync", namespace="market-data",
-                               trigger="manual", force=False, scheduled_time=None)
-    ensure_record(db[mongo.EXECUTIONS], identity, cancel_requested=True)
+    operator_opens(db)
+    executions.request_cancel(db, [RUN_ID], "alice")
     assert run(db, [tushare()]) == ExitCode.CANCELLED
-    assert record(db)["status"] == "cancelled"
+    rec = record(db)
+    assert (rec["status"], rec["reason"]) == ("cancelled", "Cancelled")
+    assert rec["error_message"] == "cancelled by alice before the attempt started"
     assert db[mongo.STOCK_DAILY_QUOTES].count_documents({}) == 0
 
 
@@ -220,7 +234,7 @@ def test_rerun_of_the_same_data_is_all_unchanged(db: Database[Any]) -> None:
     options = {"codes": CODES, "incremental": False, "start_date": "2018-07-01", "end_date": "2018-07-18"}
     assert run(db, [tushare()], SYNC_OPTIONS=options) == ExitCode.SUCCESS
     assert run(db, [tushare()], SYNC_OPTIONS=options, SYNC_RUN_ID="daily-sync-m2") == ExitCode.SUCCESS
-    again = record(db, "daily-sync-m2")["return_value"]
+    again = record(db, "market-data.daily-sync-m2")["return_value"]
     assert (again["inserted"], again["updated"], again["unchanged"]) == (0, 0, 4)
     assert db[mongo.STOCK_DAILY_QUOTES].count_documents({}) == 4
 
@@ -232,9 +246,9 @@ def test_incremental_daily_starts_after_the_last_stored_bar(db: Database[Any]) -
     later = {**options, "end_date": "2026-11-27"}
     assert run(db, [FileSource()], SYNC_SOURCES="file", SYNC_OPTIONS=later,
                SYNC_RUN_ID="daily-sync-m2") == ExitCode.SUCCESS
-    rv = record(db, "daily-sync-m2")["return_value"]
+    rv = record(db, "market-data.daily-sync-m2")["return_value"]
     assert rv["inserted"] == 10 and rv["unchanged"] == 0  # only the ten new sessions were fetched
     assert db[mongo.STOCK_DAILY_QUOTES].count_documents({}) == first + 10
     assert run(db, [FileSource()], SYNC_SOURCES="file", SYNC_OPTIONS=later,
                SYNC_RUN_ID="daily-sync-m3") == ExitCode.SUCCESS
-    assert record(db, "daily-sync-m3")["return_value"]["up_to_date_symbols"] == 1
+    assert record(db, "market-data.daily-sync-m3")["return_value"]["up_to_date_symbols"] == 1
