@@ -25,6 +25,7 @@ Field meanings: docs/mongodb.md.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Iterable
 from enum import StrEnum
@@ -117,10 +118,8 @@ def open_run(db: Database[Any], ident: dict[str, Any], writer: Writer, **set_fie
         return None
     insert = {k: v for k, v in ident.items() if k != "_id" and k not in set_fields}
     insert.update(status=S.RUNNING.value, progress=0)
-    try:
+    with contextlib.suppress(DuplicateKeyError):  # two writers inserting at once: the other one created it
         _coll(db).update_one({"_id": run_id}, {"$setOnInsert": insert}, upsert=True)
-    except DuplicateKeyError:  # two writers inserting at once: the other one created it
-        pass
     if set_fields:
         _coll(db).update_one({"_id": run_id, "status": S.RUNNING.value}, {"$set": set_fields})
     record: dict[str, Any] | None = _coll(db).find_one({"_id": run_id})
@@ -250,7 +249,7 @@ def delete_finished(db: Database[Any], run_id: Any, user: str) -> bool:
     result = _coll(db).delete_one({"_id": run_id, "status": {"$ne": S.RUNNING.value}})
     if result.deleted_count == 0 and isinstance(run_id, str):
         tombstones.delete_one({"_id": run_id})  # it was running after all: nothing was deleted
-    return result.deleted_count == 1
+    return bool(result.deleted_count == 1)
 
 
 # -- concurrencyPolicy Forbid ---------------------------------------------------------------------------------

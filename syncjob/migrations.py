@@ -9,6 +9,7 @@ namespace, seconds already) are left as they are.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -38,10 +39,8 @@ def migrate(db: Database[Any], batch: int = 500) -> int:
             doc["schema_version"] = SCHEMA_VERSION
             if isinstance(doc.get("execution_time"), int | float) and not isinstance(doc["execution_time"], bool):
                 doc["execution_time"] = round(doc["execution_time"] / 1000.0, 3)
-            try:
+            with contextlib.suppress(DuplicateKeyError):  # an interrupted earlier migration wrote it already
                 coll.insert_one(doc)
-            except DuplicateKeyError:
-                pass  # an interrupted earlier migration wrote it already
             coll.delete_one({"_id": old_id})
             moved += 1
     if moved:
