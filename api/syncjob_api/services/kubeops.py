@@ -1,8 +1,10 @@
 """The API's writes to Kubernetes: merge patches on SyncJobs (field manager syncjob-api) and the reads a mutation
-needs (has the operator created the run's Job yet, is a run's pod still alive).
+needs (the SyncJob as the API server has it now, has the operator created the run's Job yet, is a run's pod still
+alive).
 
 Pause and resume patch spec.paused; trigger and cancel set Flux-style request tokens as annotations, which the
-operator acknowledges in status. A token is new on every request, so each request is exactly one action.
+operator acknowledges in status. A token is new on every request, so each request is exactly one action; a trigger
+sets its token only on the SyncJob it read (`metadata.resourceVersion` in the patch), see services/trigger.py.
 """
 
 from __future__ import annotations
@@ -26,7 +28,22 @@ def new_token() -> str:
     return f"{int(time.time())}-{secrets.token_hex(4)}"
 
 
+def get_syncjob(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    """The SyncJob as the API server has it now (not the cache's copy); 404 when it is gone."""
+    try:
+        found = client.CustomObjectsApi(api).get_namespaced_custom_object(
+            names.GROUP, names.VERSION, namespace, names.PLURAL, name, _request_timeout=REQUEST_TIMEOUT)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise HTTPException(404, f"SyncJob {namespace}/{name} not found") from exc
+        raise
+    assert isinstance(found, dict)
+    return found
+
+
 def patch_syncjob(api: client.ApiClient, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch; with `metadata.resourceVersion` in the body it applies only to that version (ApiException
+    409 when the object changed since)."""
     try:
         patched = client.CustomObjectsApi(api).patch_namespaced_custom_object(
             names.GROUP, names.VERSION, namespace, names.PLURAL, name, body,
@@ -56,9 +73,9 @@ def wait_for_job(api: client.ApiClient, namespace: str, job_name: str, seconds: 
         time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
-def live_pods(api: client.ApiClient, namespace: str, run_id: str) -> list[str]:
+def live_pods(api: client.ApiClient, namespace: str, job_name: str) -> list[str]:
     """Pods of a run's Job that are Pending or Running, as `name (phase)`."""
     pods = client.CoreV1Api(api).list_namespaced_pod(
-        namespace, label_selector=f"job-name={run_id}", _request_timeout=REQUEST_TIMEOUT)
+        namespace, label_selector=f"job-name={job_name}", _request_timeout=REQUEST_TIMEOUT)
     return [f"{p.metadata.name} ({p.status.phase})" for p in pods.items
             if p.status is not None and p.status.phase in LIVE_POD_PHASES]
