@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import HTTPException
@@ -28,33 +29,30 @@ def new_token() -> str:
     return f"{int(time.time())}-{secrets.token_hex(4)}"
 
 
-def get_syncjob(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
-    """The SyncJob as the API server has it now (not the cache's copy); 404 when it is gone."""
+def _syncjob_call(namespace: str, name: str, call: Callable[[], Any]) -> dict[str, Any]:
+    """One call on a SyncJob: its object, or 404 when the SyncJob is gone (other refusals raise ApiException)."""
     try:
-        found = client.CustomObjectsApi(api).get_namespaced_custom_object(
-            names.GROUP, names.VERSION, namespace, names.PLURAL, name, _request_timeout=REQUEST_TIMEOUT)
+        obj = call()
     except ApiException as exc:
         if exc.status == 404:
             raise HTTPException(404, f"SyncJob {namespace}/{name} not found") from exc
         raise
-    assert isinstance(found, dict)
-    return found
+    assert isinstance(obj, dict)
+    return obj
+
+
+def get_syncjob(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    """The SyncJob as the API server has it now (not the cache's copy)."""
+    return _syncjob_call(namespace, name, lambda: client.CustomObjectsApi(api).get_namespaced_custom_object(
+        names.GROUP, names.VERSION, namespace, names.PLURAL, name, _request_timeout=REQUEST_TIMEOUT))
 
 
 def patch_syncjob(api: client.ApiClient, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
     """A merge patch; with `metadata.resourceVersion` in the body it applies only to that version (ApiException
     409 when the object changed since)."""
-    try:
-        patched = client.CustomObjectsApi(api).patch_namespaced_custom_object(
-            names.GROUP, names.VERSION, namespace, names.PLURAL, name, body,
-            field_manager=names.FIELD_MANAGER_API, _request_timeout=REQUEST_TIMEOUT,
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            raise HTTPException(404, f"SyncJob {namespace}/{name} not found") from exc
-        raise
-    assert isinstance(patched, dict)
-    return patched
+    return _syncjob_call(namespace, name, lambda: client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        names.GROUP, names.VERSION, namespace, names.PLURAL, name, body, field_manager=names.FIELD_MANAGER_API,
+        _request_timeout=REQUEST_TIMEOUT))
 
 
 def wait_for_job(api: client.ApiClient, namespace: str, job_name: str, seconds: float) -> bool:
