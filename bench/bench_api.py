@@ -79,12 +79,14 @@ def insert_executions(db: Any, count: int, jobs: int) -> None:
         status = rnd.choice(STATUSES)
         started = now - dt.timedelta(seconds=i * 13)
         manual = rnd.random() < 0.1
+        job_name = f"job-{i % jobs:04d}-{i:08d}"
         batch.append({
-            "_id": f"job-{i % jobs:04d}-{i:08d}", "job_id": f"job-{i % jobs:04d}", "job_name": f"job-{i % jobs:04d}",
+            "_id": f"{NAMESPACE}.{job_name}", "k8s_job": job_name, "schema_version": 2,
+            "job_id": f"job-{i % jobs:04d}", "job_name": f"job-{i % jobs:04d}",
             "namespace": NAMESPACE, "status": status, "trigger": "manual" if manual else "schedule",
             "is_manual": manual, "force": False, "scheduled_time": started, "started_at": started,
             "finished_at": None if status == "running" else started + dt.timedelta(seconds=30),
-            "timestamp": started, "execution_time": rnd.randint(500, 120000) if status != "running" else None,
+            "timestamp": started, "execution_time": rnd.randint(500, 120000) / 1000 if status != "running" else None,
             "progress": 100, "source_used": "akshare", "error_message": None,
         })
         if len(batch) == 5000:

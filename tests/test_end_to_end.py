@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 from pymongo.database import Database
 
-from syncjob.runs import manual_run_id
+from syncjob import mongo
+from syncjob.runs import manual_job_name, manual_run_id, split_run_id
 from tests.api.conftest import Api, api, make_api, settings_for, tokens_file  # noqa: F401 - fixtures
 from tests.conftest import make_syncjob
 from tests.operator.conftest import (  # noqa: F401 - fixtures
@@ -30,7 +33,7 @@ def test_a_trigger_through_the_api_runs_exactly_one_real_sync(operator: Operator
     assert answer.status_code == 200, answer.text
     data = answer.json()["data"]
     run_id = data["run_id"]
-    assert run_id == manual_run_id("daily-e2e", data["token"])
+    assert run_id == manual_run_id(api.namespace, "daily-e2e", data["token"])
 
     def finished() -> dict[str, Any] | None:
         items = api.get("/jobs/daily-e2e/executions").json()["data"]["items"]
@@ -38,7 +41,7 @@ def test_a_trigger_through_the_api_runs_exactly_one_real_sync(operator: Operator
     record = eventually(finished, 90, "the run to finish")
     assert record["status"] == "success", record
     assert record["source_used"] == "file" and record["is_manual"] is True
-    assert [j.metadata.name for j in syncjobs.jobs()] == [run_id]
+    assert [j.metadata.name for j in syncjobs.jobs()] == [manual_job_name("daily-e2e", data["token"])]
     assert mongo_db["stock_daily_quotes"].count_documents({}) > 0
     triggers = api.get("/jobs/daily-e2e/history").json()["data"]["history"]
     assert [(h["action"], h["via"]) for h in triggers] == [("trigger", "api")]  # audited once, by the API
@@ -46,3 +49,29 @@ def test_a_trigger_through_the_api_runs_exactly_one_real_sync(operator: Operator
     status = eventually(lambda: (s := syncjobs.get("daily-e2e")["status"]).get("lastExecution") and s, 30,
                         "lastExecution")
     assert status["lastExecution"]["status"] == "success" and status["lastHandledRequestedAt"] == data["token"]
+
+
+def test_concurrent_api_triggers_each_name_a_run_with_exactly_one_job_and_record(
+        operator: OperatorProcess, syncjobs: SyncJobs, api: Api, mongo_db: Database[Any]) -> None:
+    syncjobs.create(make_syncjob("burst-e2e", task="daily", sources=["file"], schedule="0 16 * * 1-5",
+                                 concurrencyPolicy="Allow"))
+    eventually(lambda: (syncjobs.ready("burst-e2e") or {}).get("status") == "True", 30, "Ready")
+    eventually(lambda: api.get("/jobs/burst-e2e").status_code == 200, 10, "the API's cache")
+
+    def trigger(_: int) -> httpx.Response:
+        return api.post("/jobs/burst-e2e/trigger")
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(trigger, range(8)))
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    answered = {a.json()["data"]["run_id"] for a in answers}
+    wanted = {split_run_id(r)[1] for r in answered}  # type: ignore[index]
+
+    def every_run_has_its_job_and_record() -> bool:
+        jobs = {j.metadata.name for j in syncjobs.jobs()}
+        records = {d["_id"] for d in mongo_db[mongo.EXECUTIONS].find({"job_id": "burst-e2e"}, {"_id": 1})}
+        return wanted <= jobs and answered <= records
+    eventually(every_run_has_its_job_and_record, 60, "a Job and a record for every answered run")
+    assert {j.metadata.name for j in syncjobs.jobs()} == wanted  # exactly one Job per answered run, no other
+    records = list(mongo_db[mongo.EXECUTIONS].find({"job_id": "burst-e2e"}, {"_id": 1}))
+    assert sorted(d["_id"] for d in records) == sorted(answered)  # exactly one record per answered run

@@ -19,9 +19,11 @@ T = TypeVar("T")
 # A job id is a SyncJob name; the incumbent's underscore ids (tushare_quotes_sync) are accepted as aliases.
 JOB_ID_PATTERN = r"^[a-z0-9]([-_a-z0-9]*[a-z0-9])?$"
 JOB_ID_MAX = 63
-# A run id is a Job name; the incumbent's records have 24-hex ObjectIds, which this pattern also admits.
-EXECUTION_ID_PATTERN = r"^[a-z0-9]([-_a-z0-9]*[a-z0-9])?$"
-EXECUTION_ID_MAX = 100
+# A run id is `<namespace>.<Job name>` (syncjob.runs); the incumbent's records have 24-hex ObjectIds, which the
+# pattern's single-label form also admits (as it does the incumbent's underscore names).
+_LABEL = r"[a-z0-9]([-_a-z0-9]*[a-z0-9])?"
+EXECUTION_ID_PATTERN = rf"^{_LABEL}(\.{_LABEL})?$"
+EXECUTION_ID_MAX = 127  # a namespace (63), the dot, a Job name (63)
 NAMESPACE_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 NAMESPACE_MAX = 63
 
@@ -48,12 +50,12 @@ class ErrorEnvelope(BaseModel):
 
 
 class LastExecution(BaseModel):
-    run_id: str = Field(description="Run id (the Job name and the execution record's id).")
+    run_id: str = Field(description="Run id: `<namespace>.<Job name>`, the execution record's id.")
     status: str = Field(description="success, failed, missed, skipped or cancelled.")
     trigger: str | None = Field(default=None, description="schedule or manual.")
     started_at: str | None = None
     finished_at: str | None = None
-    duration_ms: int | None = Field(default=None, description="Wall time of the run in milliseconds.")
+    duration_seconds: float | None = Field(default=None, description="Wall time of the run in seconds.")
     source: str | None = Field(default=None, description="The source that delivered the data.")
     message: str | None = Field(default=None, description="Error message or reason, if any.")
 
@@ -154,9 +156,13 @@ class PauseResult(BaseModel):
 class TriggerResult(BaseModel):
     job_id: str
     namespace: str
-    token: str = Field(description="The requested-at token set on the SyncJob.")
-    run_id: str = Field(description="Run id (Job name and execution record id) of the run this token starts.")
+    token: str = Field(description="The requested-at token of the run: set by this request, or the pending one it "
+                                   "joined.")
+    run_id: str = Field(description="Run id (`<namespace>.<Job name>`, the execution record's id) of the run this "
+                                    "token starts.")
     force: bool = Field(description="The run skips the trading-hours check; later runs do not.")
+    joined: bool = Field(default=False, description="True when a run was already requested and not yet started: "
+                                                    "this request joined it instead of asking for a second run.")
     job_created: bool = Field(description="The operator created the Job within the short wait after the request.")
 
 
@@ -193,7 +199,7 @@ class ExecutionPublic(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True)
 
-    id: str = Field(description="Run id: the Job name.")
+    id: str = Field(description="Run id: `<namespace>.<Job name>` (the incumbent's records: an ObjectId's hex).")
     legacy_id: str = Field(serialization_alias="_id", description="Same as id (the incumbent's clients read _id).")
     job_id: str | None
     job_name: str | None = None
@@ -206,7 +212,7 @@ class ExecutionPublic(BaseModel):
     started_at: str | None = None
     finished_at: str | None = None
     timestamp: str | None = Field(default=None, description="When the record was created.")
-    execution_time: float | None = Field(default=None, description="Duration in milliseconds.")
+    execution_time: float | None = Field(default=None, description="Duration in seconds.")
     progress: float | None = None
     progress_message: str | None = None
     current_item: Any = None
@@ -234,7 +240,7 @@ class LastExecutionBrief(BaseModel):
     run_id: str
     status: str | None
     timestamp: str | None
-    execution_time: float | None
+    execution_time: float | None = Field(description="Duration in seconds.")
 
 
 class ExecutionStats(BaseModel):
@@ -247,9 +253,9 @@ class ExecutionStats(BaseModel):
     cancelled: int
     skipped: int
     running: int = Field(description="Records running now.")
-    avg_execution_time: float = Field(description="Mean duration of successful runs, ms (0 when none).")
-    p50_execution_time: float | None = Field(description="Median duration of successful runs, ms.")
-    p95_execution_time: float | None = Field(description="95th percentile duration of successful runs, ms.")
+    avg_execution_time: float = Field(description="Mean duration of successful runs, seconds (0 when none).")
+    p50_execution_time: float | None = Field(description="Median duration of successful runs, seconds.")
+    p95_execution_time: float | None = Field(description="95th percentile duration of successful runs, seconds.")
     success_rate: float | None = Field(
         description="success / (success + failed + missed); skipped and cancelled runs are not counted. "
         "Null when there is no such run."

@@ -25,7 +25,8 @@ from syncjob_api.core.config import Settings
 from syncjob_api.main import create_app
 
 from syncjob import mongo, names
-from syncjob.executions import identity_fields
+from syncjob.executions import identity
+from syncjob.runs import run_id as make_run_id
 from testbed.cluster import LocalCluster
 from testbed.mongo import MongoServer
 from tests.conftest import make_syncjob
@@ -90,16 +91,21 @@ class Api:
         return client.CustomObjectsApi(self.k8s).get_namespaced_custom_object(  # type: ignore[no-any-return]
             names.GROUP, names.VERSION, self.namespace, names.PLURAL, name)
 
-    def add_execution(self, run_id: str, job_id: str, status: str = "running", **fields: Any) -> dict[str, Any]:
+    def run_id(self, job_name: str) -> str:
+        """The run id of a Job of this namespace: `<namespace>.<job name>`."""
+        return make_run_id(self.namespace, job_name)
+
+    def add_execution(self, job_name: str, job_id: str, status: str = "running", **fields: Any) -> dict[str, Any]:
+        """A record of the run whose Job is `job_name` (its id: `<namespace>.<job_name>`)."""
         now = fields.pop("now", None) or dt.datetime.now(dt.UTC)
-        doc = identity_fields(run_id=run_id, job_id=job_id, namespace=self.namespace, trigger="manual", force=False,
-                              scheduled_time=now, now=now)
+        doc = identity(run_id=self.run_id(job_name), job_id=job_id, namespace=self.namespace, job=job_name,
+                       trigger="manual", force=False, scheduled_time=now, created=now)
         doc.update(status=status, progress=0, **fields)
         self.db[mongo.EXECUTIONS].insert_one(doc)
         return doc
 
-    def execution(self, run_id: str) -> dict[str, Any] | None:
-        return self.db[mongo.EXECUTIONS].find_one({"_id": run_id})
+    def execution(self, job_name: str) -> dict[str, Any] | None:
+        return self.db[mongo.EXECUTIONS].find_one({"_id": self.run_id(job_name)})
 
     def history(self, **query: Any) -> list[dict[str, Any]]:
         return list(self.db[mongo.HISTORY].find(query).sort("timestamp", 1))
@@ -123,6 +129,15 @@ class Api:
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out waiting for {what}")
             time.sleep(0.05)
+
+
+def acknowledge(api: Api, name: str, **status: Any) -> str | None:
+    """Play the operator: acknowledge the SyncJob's requested-at token in its status (with more `status` fields)."""
+    token = (api.syncjob(name)["metadata"].get("annotations") or {}).get(names.REQUESTED_AT)
+    client.CustomObjectsApi(api.k8s).patch_namespaced_custom_object_status(
+        names.GROUP, names.VERSION, api.namespace, names.PLURAL, name,
+        {"status": {"lastHandledRequestedAt": token, **status}})
+    return token  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="session")

@@ -25,19 +25,20 @@ ENDPOINTS: list[tuple[str, str, str, dict[str, Any]]] = [
     ("GET", "/executions", READ, {}),
     ("GET", "/jobs/alpha/executions", READ, {}),
     ("GET", "/jobs/alpha/execution-stats", READ, {}),
-    ("POST", "/executions/alpha-running/cancel", MUTATE, {}),
-    ("POST", "/executions/alpha-running/mark-failed", MUTATE, {}),
-    ("DELETE", "/executions/alpha-done", MUTATE, {}),
+    ("POST", "/executions/{ns}.alpha-running/cancel", MUTATE, {}),
+    ("POST", "/executions/{ns}.alpha-running/mark-failed", MUTATE, {}),
+    ("DELETE", "/executions/{ns}.alpha-done", MUTATE, {}),
 ]
 
 
 def _prepare(api: Api) -> None:
-    api.create_syncjob("alpha")
+    api.create_syncjob("alpha", concurrencyPolicy="Allow")  # a trigger beside the running run is accepted
     api.add_execution("alpha-running", "alpha", status="running")
-    api.add_execution("alpha-done", "alpha", status="success", execution_time=1200)
+    api.add_execution("alpha-done", "alpha", status="success", execution_time=1.2)
 
 
 def _check(api: Api, method: str, path: str, kind: str, kwargs: dict[str, Any], callers: list[str]) -> None:
+    path = path.replace("{ns}", api.namespace)  # run ids are `<namespace>.<job>`
     for who in (None, "bad"):
         r = api.request(method, path, who, **kwargs)
         assert r.status_code == 401, (who, r.text)

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from kubernetes import client
 
 from syncjob import mongo, names
-from syncjob.runs import manual_run_id
-from tests.api.conftest import Api
+from syncjob.runs import manual_job_name, manual_run_id
+from tests.api.conftest import Api, acknowledge
 
 
 def test_lists_jobs_with_the_seeds_fields_and_next_run_in_the_job_time_zone(api: Api) -> None:
@@ -122,12 +122,15 @@ def test_trigger_sets_a_new_token_and_names_the_run(api: Api) -> None:
     assert r.status_code == 200
     data = r.json()["data"]
     token = data["token"]
-    assert data["run_id"] == manual_run_id("tushare-quotes-sync", token)
-    assert data["force"] is False and data["job_created"] is False  # no operator runs in this test
+    assert data["run_id"] == manual_run_id(api.namespace, "tushare-quotes-sync", token)
+    assert data["run_id"].startswith(f"{api.namespace}.tushare-quotes-sync-m")
+    assert data["force"] is False and data["joined"] is False
+    assert data["job_created"] is False  # no operator runs in this test
     annotations = api.syncjob("tushare-quotes-sync")["metadata"]["annotations"]
     assert annotations[names.REQUESTED_AT] == token
     assert annotations[names.REQUESTED_BY] == "adam"
     assert names.FORCE_AT not in annotations
+    acknowledge(api, "tushare-quotes-sync")  # the operator's part: the run was started
     forced = api.post("/jobs/tushare-quotes-sync/trigger", params={"force": "true"}).json()
     assert forced["data"]["token"] != token and forced["data"]["force"] is True
     assert "强制模式" in forced["message"]
@@ -152,7 +155,7 @@ def test_trigger_reports_the_job_when_it_exists(make_api: Callable[..., Api]) ->
         Api.wait_for(requested, "the trigger annotation")
         token = api.syncjob("alpha")["metadata"]["annotations"][names.REQUESTED_AT]
         client.BatchV1Api(api.k8s).create_namespaced_job(api.namespace, {
-            "metadata": {"name": manual_run_id("alpha", token)},
+            "metadata": {"name": manual_job_name("alpha", token)},
             "spec": {"suspend": True, "template": {"spec": {"restartPolicy": "Never", "containers": [
                 {"name": "sync", "image": "sync:test"}]}}},
         })

@@ -67,7 +67,7 @@ def test_mongodb_down_answers_503_and_health_says_why(make_api: Callable[..., Ap
         assert api.get("/executions").status_code == 200
         server.stop()
         for method, path in (("GET", "/executions"), ("GET", "/jobs/alpha/execution-stats"), ("GET", "/history"),
-                             ("POST", "/jobs/alpha/pause"), ("DELETE", "/executions/alpha-1")):
+                             ("POST", "/jobs/alpha/pause"), ("DELETE", f"/executions/{api.run_id('alpha-1')}")):
             r = api.request(method, path, "admin")
             assert r.status_code == 503, (method, path, r.text)
             assert r.json() == {"success": False, "data": None, "message": "MongoDB is unreachable; try again later",

@@ -35,7 +35,8 @@ JobIdPath = Annotated[str, Path(
 )]
 ExecutionIdPath = Annotated[str, Path(
     pattern=models.EXECUTION_ID_PATTERN, max_length=models.EXECUTION_ID_MAX,
-    description="The run id (the Job name); the incumbent's records are found by their ObjectId's hex form.",
+    description="The run id, `<namespace>.<Job name>`; the incumbent's records are found by their ObjectId's hex "
+                "form.",
 )]
 NamespaceQuery = Annotated[str | None, Query(
     pattern=models.NAMESPACE_PATTERN, max_length=models.NAMESPACE_MAX,
@@ -108,7 +109,8 @@ def _target(ctx: AppContext, request: Request, lookup_namespace: bool) -> Target
         if len(found) == 1:
             return Target(found[0].namespace, found[0].name, job_id)
         return Target(home, job_id, job_id)
-    if isinstance(execution_id, str) and _EXECUTION_ID.match(execution_id) and len(execution_id) <= 100:
+    if (isinstance(execution_id, str) and _EXECUTION_ID.match(execution_id)
+            and len(execution_id) <= models.EXECUTION_ID_MAX):
         if lookup_namespace:
             doc = executions.collection(ctx.db).find_one(executions.id_query(execution_id),
                                                          {"namespace": 1, "job_id": 1})

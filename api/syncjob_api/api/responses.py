@@ -11,7 +11,7 @@ _TEXT = {
     403: "Authenticated, but not allowed (mutations need an admin).",
     404: "Unknown job or execution.",
     409: "The state of the job or execution does not allow this (see message).",
-    422: "Invalid parameters (ranges, patterns, enums).",
+    422: "Invalid parameters (ranges, patterns, enums), or a trigger on a SyncJob whose spec is invalid.",
     503: "MongoDB or the Kubernetes API cannot be reached, or the SyncJob cache has not loaded yet.",
 }
 

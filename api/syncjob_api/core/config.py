@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     trigger_wait_seconds: float = Field(
         default=3, ge=0, le=3, description="How long a trigger waits for the operator to create the run's Job."
     )
+    trigger_force_wait_seconds: float = Field(
+        default=5, ge=0, le=30,
+        description="How long a forced trigger waits for a pending unforced request to be started before it "
+                    "answers 409 (a forced request never joins an unforced one).",
+    )
     watch_timeout_seconds: int = Field(
         default=300, ge=10, description="Server-side timeout of one SyncJob watch request before it is renewed."
     )

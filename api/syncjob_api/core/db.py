@@ -1,6 +1,7 @@
 """The MongoDB client of the API and the start-up duty to create the indexes every query relies on.
 
-The database is the MONGO_URI's path (default tradingagents); times come back as aware UTC datetimes. Index creation
+The client comes from `syncjob.mongo.connect`, the factory every component shares: the database is the MONGO_URI's
+path (default tradingagents) and times come back as aware UTC datetimes. Index creation
 is retried until it succeeds, so an API started while MongoDB is down still gets its indexes once it is back.
 """
 
@@ -10,7 +11,6 @@ import logging
 import threading
 from typing import Any
 
-from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
@@ -23,11 +23,9 @@ log = logging.getLogger(__name__)
 class MongoStore:
     def __init__(self, settings: Settings) -> None:
         timeout = settings.mongo_timeout_ms
-        self.client: MongoClient[dict[str, Any]] = MongoClient(
-            settings.mongo_uri, tz_aware=True, serverSelectionTimeoutMS=timeout, connectTimeoutMS=timeout,
-            socketTimeoutMS=max(timeout, 60000), appname="syncjob-api",
-        )
-        self.db: Database[dict[str, Any]] = self.client.get_default_database(default="tradingagents")
+        # Aggregations (stats over a large job) may read for longer than it takes to find the server.
+        self.db: Database[dict[str, Any]] = mongo.connect(settings.mongo_uri, app="syncjob-api", timeout_ms=timeout,
+                                                          socket_timeout_ms=max(timeout, 60000))
         self.retention_days = settings.execution_retention_days
         self._indexed = False
         self._lock = threading.Lock()
@@ -50,4 +48,4 @@ class MongoStore:
             return True
 
     def close(self) -> None:
-        self.client.close()
+        self.db.client.close()

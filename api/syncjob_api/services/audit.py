@@ -1,7 +1,8 @@
 """The audit trail (scheduler_history): every mutation through the API, allowed, failed or denied, is one entry.
 
-Entries carry job_id, action, status (success | failed | denied), user, via ("api"), target (job or execution id),
-details, error_message and timestamp. The operator writes entries for tokens set with kubectl (via "kubectl").
+Entries are written by `syncjob.audit.write`, the one writer the operator uses too, so API and operator entries
+share one schema: job_id, namespace, action, status (success | failed | denied), user, via ("api"; the operator
+writes "kubectl" for tokens set with kubectl), target (job or execution id), details, error_message, timestamp.
 An audit write that fails (MongoDB down) is logged and never hides the answer the caller is owed.
 """
 
@@ -17,10 +18,11 @@ from fastapi import HTTPException
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from syncjob import audit as syncjob_audit
 from syncjob import mongo
 from syncjob_api import models
 from syncjob_api.core.errors import Unavailable, describe_kube
-from syncjob_api.core.timefmt import render, utcnow, zone
+from syncjob_api.core.timefmt import render, zone
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +32,9 @@ VIA = "api"
 def write(db: Database[dict[str, Any]], *, job_id: str | None, namespace: str | None, action: str, status: str,
           user: str, target: str | None, details: dict[str, Any] | None = None,
           error_message: str | None = None) -> None:
-    doc = {
-        "job_id": job_id, "namespace": namespace, "action": action, "status": status, "user": user, "via": VIA,
-        "target": target, "details": details or {}, "error_message": error_message, "timestamp": utcnow(),
-    }
     try:
-        db[mongo.HISTORY].insert_one(doc)
+        syncjob_audit.write(db, job_id=job_id, namespace=namespace, action=action, status=status, user=user, via=VIA,
+                            target=target, details=details, error_message=error_message)
     except PyMongoError as exc:
         log.error("Failed to record %s %s by %s on %s in the audit trail: %s", action, status, user, target, exc)
 

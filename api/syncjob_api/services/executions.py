@@ -1,4 +1,5 @@
-"""Queries over scheduler_executions: pages, per-job stats, and the three record mutations' checks.
+"""Queries over scheduler_executions: pages, per-job stats, the three record mutations' checks, and the running
+runs of a SyncJob (concurrencyPolicy Forbid). Reads only: every write goes through `syncjob.executions`.
 
 Every query takes its values from validated parameters (ids matched against a strict pattern, statuses against the
 enum), never a dict from the request, and each is served by an index of `syncjob.mongo.SCHEDULER_COLLECTIONS`:
@@ -9,6 +10,7 @@ enum), never a dict from the request, and each is served by an index of `syncjob
     stats               $match job_id, $group status                                → (job_id, status, execution_time)
     percentiles         {job_id, status: success, execution_time >= 0} sort/skip   → (job_id, status, execution_time)
     last execution      {job_id} sort timestamp desc limit 1                        → (job_id, timestamp)
+    running runs        {job_id: $in, namespace, status: running}                   → (job_id, timestamp)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pymongo.database import Database
 
 from syncjob import mongo
 from syncjob.model import ExecutionStatus
+from syncjob.runs import split_run_id
 from syncjob_api import models
 from syncjob_api.core.timefmt import render
 
@@ -137,7 +140,7 @@ def stats(db: Database[dict[str, Any]], job_ids: list[str], namespace: str | Non
         status = str(group["_id"])
         counts[status] = counts.get(status, 0) + int(group["count"])
         if status == ExecutionStatus.SUCCESS.value:
-            avg_success = round(float(group.get("avg") or 0.0), 2)
+            avg_success = round(float(group.get("avg") or 0.0), 3)
             timed_success = int(group.get("timed") or 0)
     p50 = _percentile(coll, match, timed_success, 0.50)
     p95 = _percentile(coll, match, timed_success, 0.95)
@@ -174,5 +177,26 @@ def find(db: Database[dict[str, Any]], execution_id: str) -> dict[str, Any]:
 
 
 def require_running(doc: dict[str, Any], execution_id: str, action: str) -> None:
-    if doc.get("status") != ExecutionStatus.RUNNING.value:
-        raise HTTPException(409, f"Cannot {action} execution {execution_id}: it is {doc.get('status')}, not running")
+    """409 unless the record is running, saying with what status a finished run ended."""
+    status = doc.get("status")
+    if status == ExecutionStatus.RUNNING.value:
+        return
+    if status in {s.value for s in ExecutionStatus}:
+        raise HTTPException(409, f"Cannot {action} execution {execution_id}: the run had already finished, "
+                                 f"with status {status}")
+    raise HTTPException(409, f"Cannot {action} execution {execution_id}: it is {status}, not running")
+
+
+def k8s_job_name(doc: dict[str, Any]) -> str | None:
+    """The name of a record's Job: stored since schema 2, else the second half of a run id."""
+    stored = doc.get("k8s_job")
+    if isinstance(stored, str) and stored:
+        return stored
+    parts = split_run_id(doc["_id"]) if isinstance(doc.get("_id"), str) else None
+    return parts[1] if parts else None
+
+
+def running_runs(db: Database[dict[str, Any]], namespace: str, job_ids: list[str]) -> list[str]:
+    """Ids of a SyncJob's records that are running now (at most a few; oldest first)."""
+    query = {**build_query(job_ids, namespace, None, None), "status": ExecutionStatus.RUNNING.value}
+    return [str(d["_id"]) for d in collection(db).find(query, {"_id": 1}).sort("timestamp", 1).limit(20)]

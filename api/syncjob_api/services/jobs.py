@@ -60,7 +60,7 @@ def _last_execution(job: SyncJob, tz: ZoneInfo) -> models.LastExecution | None:
         return None
     return models.LastExecution(
         run_id=last.run_id, status=last.status.value, trigger=last.trigger, started_at=render(last.started_at, tz),
-        finished_at=render(last.finished_at, tz), duration_ms=last.duration_ms, source=last.source,
+        finished_at=render(last.finished_at, tz), duration_seconds=last.duration_seconds, source=last.source,
         message=last.message,
     )
 

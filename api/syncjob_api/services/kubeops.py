@@ -1,14 +1,17 @@
 """The API's writes to Kubernetes: merge patches on SyncJobs (field manager syncjob-api) and the reads a mutation
-needs (has the operator created the run's Job yet, is a run's pod still alive).
+needs (the SyncJob as the API server has it now, has the operator created the run's Job yet, is a run's pod still
+alive).
 
 Pause and resume patch spec.paused; trigger and cancel set Flux-style request tokens as annotations, which the
-operator acknowledges in status. A token is new on every request, so each request is exactly one action.
+operator acknowledges in status. A token is new on every request, so each request is exactly one action; a trigger
+sets its token only on the SyncJob it read (`metadata.resourceVersion` in the patch), see services/trigger.py.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import HTTPException
@@ -26,18 +29,30 @@ def new_token() -> str:
     return f"{int(time.time())}-{secrets.token_hex(4)}"
 
 
-def patch_syncjob(api: client.ApiClient, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+def _syncjob_call(namespace: str, name: str, call: Callable[[], Any]) -> dict[str, Any]:
+    """One call on a SyncJob: its object, or 404 when the SyncJob is gone (other refusals raise ApiException)."""
     try:
-        patched = client.CustomObjectsApi(api).patch_namespaced_custom_object(
-            names.GROUP, names.VERSION, namespace, names.PLURAL, name, body,
-            field_manager=names.FIELD_MANAGER_API, _request_timeout=REQUEST_TIMEOUT,
-        )
+        obj = call()
     except ApiException as exc:
         if exc.status == 404:
             raise HTTPException(404, f"SyncJob {namespace}/{name} not found") from exc
         raise
-    assert isinstance(patched, dict)
-    return patched
+    assert isinstance(obj, dict)
+    return obj
+
+
+def get_syncjob(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    """The SyncJob as the API server has it now (not the cache's copy)."""
+    return _syncjob_call(namespace, name, lambda: client.CustomObjectsApi(api).get_namespaced_custom_object(
+        names.GROUP, names.VERSION, namespace, names.PLURAL, name, _request_timeout=REQUEST_TIMEOUT))
+
+
+def patch_syncjob(api: client.ApiClient, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch; with `metadata.resourceVersion` in the body it applies only to that version (ApiException
+    409 when the object changed since)."""
+    return _syncjob_call(namespace, name, lambda: client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        names.GROUP, names.VERSION, namespace, names.PLURAL, name, body, field_manager=names.FIELD_MANAGER_API,
+        _request_timeout=REQUEST_TIMEOUT))
 
 
 def wait_for_job(api: client.ApiClient, namespace: str, job_name: str, seconds: float) -> bool:
@@ -56,9 +71,9 @@ def wait_for_job(api: client.ApiClient, namespace: str, job_name: str, seconds: 
         time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
-def live_pods(api: client.ApiClient, namespace: str, run_id: str) -> list[str]:
+def live_pods(api: client.ApiClient, namespace: str, job_name: str) -> list[str]:
     """Pods of a run's Job that are Pending or Running, as `name (phase)`."""
     pods = client.CoreV1Api(api).list_namespaced_pod(
-        namespace, label_selector=f"job-name={run_id}", _request_timeout=REQUEST_TIMEOUT)
+        namespace, label_selector=f"job-name={job_name}", _request_timeout=REQUEST_TIMEOUT)
     return [f"{p.metadata.name} ({p.status.phase})" for p in pods.items
             if p.status is not None and p.status.phase in LIVE_POD_PHASES]

@@ -1,5 +1,10 @@
 """/api/scheduler/executions: the execution records of every job, and the three record mutations (admin only):
-cancel a running run, mark a run whose pod is gone as failed, delete a finished record."""
+cancel a running run, mark a run whose pod is gone as failed, delete a finished record.
+
+Each mutation writes the record through `syncjob.executions`, the state machine every writer shares: the cancel flag
+(`request_cancel`), the failed verdict (`close` as Writer.API) and the deletion that leaves a tombstone
+(`delete_finished`), so the operator never recreates a record an admin deleted while its Job still exists.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from syncjob import names
-from syncjob.executions import close_if_running, utcnow
+from syncjob.executions import Writer, close, delete_finished, request_cancel
 from syncjob.model import ExecutionStatus
 from syncjob_api import models
 from syncjob_api.api import responses
@@ -57,7 +62,8 @@ def list_executions(
 def cancel_execution(user: AdminUser, ctx: Ctx, db: MongoDep,
                      execution_id: ExecutionIdPath) -> Envelope[models.CancelResult]:
     """Admin. Flags the record (the pod stops cooperatively) and sets a cancel-at token scoped to this run on its
-    SyncJob (the operator deletes the Job if the pod does not stop within the grace period). 409 unless running."""
+    SyncJob (the operator deletes the Job if the pod does not stop within the grace period). 409 when the run had
+    already finished, naming its status."""
     with audit.audited(db, action=models.Action.CANCEL, user=user.user, target=execution_id, job_id=None) as a:
         doc = executions.find(db, execution_id)
         run_id = str(doc["_id"])
@@ -65,14 +71,9 @@ def cancel_execution(user: AdminUser, ctx: Ctx, db: MongoDep,
         namespace = doc.get("namespace") if isinstance(doc.get("namespace"), str) else None
         a.job_id, a.namespace = job_name, namespace
         executions.require_running(doc, execution_id, "cancel")
-        now = utcnow()
-        flagged = executions.collection(db).update_one(
-            {"_id": doc["_id"], "status": ExecutionStatus.RUNNING.value},
-            {"$set": {"cancel_requested": True, "cancel_requested_at": now, "cancel_requested_by": user.user,
-                      "updated_at": now}},
-        )
-        if flagged.matched_count == 0:
-            raise HTTPException(409, f"Cannot cancel execution {execution_id}: it finished meanwhile")
+        if not request_cancel(db, [doc["_id"]], user.user):  # it finished between the read and the flag
+            executions.require_running(executions.find(db, execution_id), execution_id, "cancel")
+            raise HTTPException(409, f"Cannot cancel execution {execution_id}: it is no longer running")
         token: str | None = None
         if job_name and namespace:
             token = kubeops.new_token()
@@ -114,15 +115,16 @@ def mark_failed(
         a.namespace = namespace
         a.details = {"reason": reason}
         executions.require_running(doc, execution_id, "mark failed")
-        if namespace:
-            alive = kubeops.live_pods(ctx.kube, namespace, run_id)
+        job_name = executions.k8s_job_name(doc)
+        if namespace and job_name:
+            alive = kubeops.live_pods(ctx.kube, namespace, job_name)
             if alive:
                 raise HTTPException(409, f"Cannot mark execution {execution_id} failed: its pod is alive "
                                          f"({', '.join(alive)}); cancel it instead")
-        closed = close_if_running(executions.collection(db), doc["_id"], ExecutionStatus.FAILED,
-                                  error_message=reason, reason="MarkedFailed", marked_failed_by=user.user)
-        if not closed:
-            raise HTTPException(409, f"Cannot mark execution {execution_id} failed: it finished meanwhile")
+        if not close(db, doc["_id"], ExecutionStatus.FAILED, Writer.API, reason="MarkedFailed",
+                     error_message=reason, marked_failed_by=user.user):  # another writer's verdict came first
+            executions.require_running(executions.find(db, execution_id), execution_id, "mark failed")
+            raise HTTPException(409, f"Cannot mark execution {execution_id} failed: it is no longer running")
     log.info("Marked run %s failed (by %s): %s", run_id, user.user, reason)
     return Envelope[models.MarkFailedResult](
         data=models.MarkFailedResult(execution_id=run_id, status=ExecutionStatus.FAILED.value, reason=reason),
@@ -134,7 +136,8 @@ def mark_failed(
                summary="Delete a finished execution record", openapi_extra=audited_action(models.Action.DELETE))
 def delete_execution(user: AdminUser, db: MongoDep,
                      execution_id: ExecutionIdPath) -> Envelope[models.DeleteResult]:
-    """Admin. Deletes a record that is not running (409 for a running one: cancel or mark it failed first)."""
+    """Admin. Deletes a record that is not running (409 for a running one: cancel or mark it failed first). A
+    tombstone keeps every writer from recreating it while its Job still exists."""
     with audit.audited(db, action=models.Action.DELETE, user=user.user, target=execution_id, job_id=None) as a:
         doc = executions.find(db, execution_id)
         a.job_id = doc.get("job_id") if isinstance(doc.get("job_id"), str) else None
@@ -142,9 +145,7 @@ def delete_execution(user: AdminUser, db: MongoDep,
         a.details = {"status": doc.get("status")}
         if doc.get("status") == ExecutionStatus.RUNNING.value:
             raise HTTPException(409, f"Cannot delete execution {execution_id}: it is running")
-        deleted = executions.collection(db).delete_one(
-            {"_id": doc["_id"], "status": {"$ne": ExecutionStatus.RUNNING.value}})
-        if deleted.deleted_count == 0:
+        if not delete_finished(db, doc["_id"], user.user):
             raise HTTPException(409, f"Cannot delete execution {execution_id}: it changed meanwhile")
     log.info("Deleted execution record %s (by %s)", execution_id, user.user)
     return Envelope[models.DeleteResult](data=models.DeleteResult(execution_id=str(doc["_id"]), deleted=True),

@@ -11,8 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import Response
 
-from syncjob import mongo, names
-from syncjob.runs import manual_run_id
+from syncjob import mongo
+from syncjob.runs import manual_job_name
 from syncjob_api import models
 from syncjob_api.api import responses
 from syncjob_api.api.deps import (
@@ -30,12 +30,11 @@ from syncjob_api.api.deps import (
 )
 from syncjob_api.core.timefmt import now_iso, render, utcnow
 from syncjob_api.models import Envelope
-from syncjob_api.services import audit, executions, kubeops
+from syncjob_api.services import audit, executions, kubeops, trigger
 from syncjob_api.services.jobs import JobEntry, detail, resolve, stored_ids
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/jobs", tags=["jobs"])
-
 
 
 def _job_query(ctx: Ctx, job: JobEntry) -> tuple[list[str], str | None]:
@@ -105,29 +104,35 @@ def trigger_job(
     user: AdminUser, ctx: Ctx, job_id: JobIdPath, namespace: NamespaceQuery = None,
     force: Annotated[bool, Query(description="This run skips the trading-hours check (later runs do not).")] = False,
 ) -> Envelope[models.TriggerResult]:
-    """Admin. Sets a new requested-at token (and force-at, when forced); the operator starts one Job for it. The
-    answer names the run id, and whether the Job existed within a few seconds."""
+    """Admin. Requests one run: sets a new requested-at token (and force-at, when forced) on the SyncJob, or joins
+    the run already requested and not yet started (`joined: true`); the operator starts one Job per token. 422 when
+    the spec is invalid; 409 under concurrencyPolicy Forbid while a run is active, and for a forced request while an
+    unforced one is pending. The answer names the run id, and whether the Job existed within a few seconds."""
     with _audited(ctx, models.Action.TRIGGER, user.user, job_id) as a:
         job = resolve(ctx.candidates(job_id), job_id, namespace)
         a.job_id, a.target, a.namespace = job.name, job.name, job.namespace
-        token = kubeops.new_token()
-        run_id = manual_run_id(job.name, token)
-        a.details = {"token": token, "run_id": run_id, "force": force}
-        annotations = {names.REQUESTED_AT: token, names.REQUESTED_BY: user.user}
-        if force:
-            annotations[names.FORCE_AT] = token
-        patched = kubeops.patch_syncjob(ctx.kube, job.namespace, job.name, {"metadata": {"annotations": annotations}})
-        ctx.cache.observe(patched)
-        log.info("Requested run %s of SyncJob %s/%s (token %s%s, by %s)", run_id, job.namespace, job.name, token,
-                 ", forced" if force else "", user.user)
-        created = kubeops.wait_for_job(ctx.kube, job.namespace, run_id, ctx.settings.trigger_wait_seconds)
+        a.details = {"force": force}
+        req = trigger.request_run(ctx.kube, ctx.db, job.namespace, job.name, user.user, force,
+                                  ctx.settings.trigger_force_wait_seconds)
+        ctx.cache.observe(req.syncjob)
+        a.details = {"token": req.token, "run_id": req.run_id, "force": req.force, "joined": req.joined}
+        log.info("%s run %s of SyncJob %s/%s (token %s%s, by %s)", "Joined" if req.joined else "Requested",
+                 req.run_id, job.namespace, job.name, req.token, ", forced" if req.force else "", user.user)
+        created = kubeops.wait_for_job(ctx.kube, job.namespace, manual_job_name(job.name, req.token),
+                                       ctx.settings.trigger_wait_seconds)
         a.details["job_created"] = created
-    message = f"任务 {job.name} 已触发执行" + ("（强制模式）" if force else "")  # noqa: RUF001 (the seed's message)
+    if req.joined:
+        message = (f"任务 {job.name} 已有待执行的触发请求: this request joined run {req.run_id}, which was already "
+                   "requested and not yet started; no second run was requested")
+    else:
+        message = f"任务 {job.name} 已触发执行"
+    if req.force:
+        message += "（强制模式）"  # noqa: RUF001 (the seed's message)
     if not created:
-        message += f"; the operator has not created Job {run_id} yet"
+        message += f"; the operator has not created Job {manual_job_name(job.name, req.token)} yet"
     return Envelope[models.TriggerResult](
-        data=models.TriggerResult(job_id=job.name, namespace=job.namespace, token=token, run_id=run_id, force=force,
-                                  job_created=created),
+        data=models.TriggerResult(job_id=job.name, namespace=job.namespace, token=req.token, run_id=req.run_id,
+                                  force=req.force, joined=req.joined, job_created=created),
         message=message,
     )
 
