@@ -40,6 +40,8 @@ ANNOTATION_FORCE = f"{GROUP}/force"
 ANNOTATION_SCHEDULED_TIME = "batch.kubernetes.io/cronjob-scheduled-timestamp"  # set by the CronJob controller
 # Annotation on the CronJob: the digest of what the operator applied, so a restarted operator need not apply again.
 ANNOTATION_APPLIED_DIGEST = f"{GROUP}/applied-digest"
+# ...and the SyncJob spec it was built from (JSON), so that a spec edit can be audited with what changed.
+ANNOTATION_APPLIED_SPEC = f"{GROUP}/applied-spec"
 
 # Server-side apply / patch field managers.
 FIELD_MANAGER_OPERATOR = "syncjob-operator"

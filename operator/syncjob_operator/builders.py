@@ -219,6 +219,7 @@ def cronjob_summary(metadata: dict[str, Any], status: dict[str, Any]) -> dict[st
                      "generation": metadata.get("generation")},
         "status": {"lastScheduleTime": status.get("lastScheduleTime")},
         "appliedDigest": (metadata.get("annotations") or {}).get(names.ANNOTATION_APPLIED_DIGEST),
+        "appliedSpec": (metadata.get("annotations") or {}).get(names.ANNOTATION_APPLIED_SPEC),
     }
 
 
@@ -246,6 +247,30 @@ def build_manual_job(sj: SyncJob, settings: OperatorSettings, token: str, force:
         },
         "spec": job_spec(sj, settings, trigger="manual", force=force, scheduled=now),
     }
+
+
+def spec_json(spec: SyncJobSpec) -> str:
+    return json.dumps(spec.to_k8s(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def spec_changes(old: str | None, new: str) -> dict[str, Any]:
+    """What a spec edit changed, field by field ({field: {"from": ..., "to": ...}}); {} when nothing did."""
+    if old is None or old == new:
+        return {}
+    try:
+        before = json.loads(old)
+    except ValueError:
+        before = {}
+    after = json.loads(new)
+    return {k: {"from": before.get(k), "to": after.get(k)} for k in sorted(set(before) | set(after))
+            if before.get(k) != after.get(k)}
+
+
+def spec_manager(metadata: dict[str, Any]) -> str | None:
+    """The field manager that last wrote the spec (managedFields entries carry the time of their last write)."""
+    writers = [(str(e.get("time") or ""), str(e.get("manager") or "unknown")) for e in metadata.get("managedFields")
+               or [] if "f:spec" in (e.get("fieldsV1") or {})]
+    return max(writers)[1] if writers else None
 
 
 def annotation_owners(metadata: dict[str, Any]) -> dict[str, str]:

@@ -212,7 +212,8 @@ class Reconciler:
                     and (live_generation or 0) < (memo.cronjob_generation or 0)):
                 return actual  # the watch has not shown our last apply yet (generations only grow)
         desired = builders.build_cronjob(sj, self.settings)
-        digest = builders.digest(desired)
+        spec = builders.spec_json(sj.spec)
+        digest = builders.digest({"cronjob": desired, "spec": spec})
         if actual is not None and memo and (memo.digest, memo.cronjob_generation) == (digest, live_generation):
             self.applied[key] = Applied(digest, memo.cronjob, sj.metadata.generation, sj.metadata.uid)
             return actual
@@ -223,7 +224,9 @@ class Reconciler:
             self.applied[key] = Applied(digest, {"metadata": dict(actual["metadata"])}, sj.metadata.generation,
                                         sj.metadata.uid)
             return actual
-        desired["metadata"]["annotations"] = {names.ANNOTATION_APPLIED_DIGEST: digest}
+        desired["metadata"]["annotations"] = {names.ANNOTATION_APPLIED_DIGEST: digest,
+                                              names.ANNOTATION_APPLIED_SPEC: spec}
+        self.audit_spec_change(sj, (actual or {}).get("appliedSpec"), spec)
         try:
             applied, created = kube.apply_cronjob(desired)
         except ApiException as exc:
@@ -240,6 +243,20 @@ class Reconciler:
             log.info("%s CronJob %s/%s", verb, sj.namespace, sj.name)
             outcome.events.append(("Normal", f"CronJob{verb}", f"{verb} CronJob {sj.name}"))
         return applied
+
+    def audit_spec_change(self, sj: SyncJob, old: str | None, new: str) -> None:
+        """A spec edit made outside the API (kubectl apply or patch, Argo CD, Flux) is audited once per generation,
+        with the field manager that wrote it and what changed; the API audits its own pause and resume."""
+        changes = builders.spec_changes(old, new)
+        manager = (sj.metadata.model_extra or {}).get("specManager") or "unknown"
+        if not changes or manager == names.FIELD_MANAGER_API:
+            return
+        try:
+            records.audit(self.db, job_id=sj.name, namespace=sj.namespace, action="spec-change", status="success",
+                          details={"generation": sj.metadata.generation, "changes": changes}, user=manager,
+                          key=f"spec/{sj.namespace}/{sj.name}/{sj.metadata.uid}/{sj.metadata.generation}")
+        except Exception as exc:  # an audit entry must not hold up the CronJob; the next generation is audited
+            log.warning("Could not audit the spec change of SyncJob %s/%s: %s", sj.namespace, sj.name, exc)
 
     def settled(self, body: dict[str, Any], cronjob: dict[str, Any] | None, now: dt.datetime) -> bool:
         """Whether a pass over this SyncJob would change nothing, judged from the raw body without parsing it.
@@ -399,8 +416,9 @@ class Reconciler:
             lookback=dt.timedelta(seconds=self.settings.missed_lookback_seconds), judge=judge)
         for t in step.due:
             self._judge_due(sj, t, outcome)
-        state = step.state.to_k8s()
-        if sj.status.schedule_scan is None or state != sj.status.schedule_scan.to_k8s():
+        # Every field spelled out: a merge patch removes a field only when it is sent as null (pausedSince).
+        state = step.state.model_dump(mode="json", by_alias=True)
+        if sj.status.schedule_scan is None or state != sj.status.schedule_scan.model_dump(mode="json", by_alias=True):
             outcome.status["scheduleScan"] = state
 
     def _judge_due(self, sj: SyncJob, t: dt.datetime, outcome: Outcome) -> None:
@@ -540,8 +558,14 @@ def _api_message(exc: ApiException) -> str:
 
 
 def status_changed(current: dict[str, Any], update: dict[str, Any]) -> bool:
-    """Compare ignoring lastTransitionTime churn-free fields: patch only when something a user sees differs."""
-    for key, value in update.items():
-        if current.get(key) != value and not (value is None and key not in current):
-            return True
-    return False
+    """Patch only when something a user sees differs; a null in the update (a merge patch's "remove") equals an
+    absent field."""
+    return any(_without_nulls(current.get(key)) != _without_nulls(value) for key, value in update.items())
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None} or None
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value

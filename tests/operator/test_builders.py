@@ -151,3 +151,43 @@ def test_digest_changes_with_what_would_be_applied_only() -> None:
     one = builders.build_cronjob(syncjob(), SETTINGS)
     assert builders.digest(one) == builders.digest(builders.build_cronjob(syncjob(), SETTINGS))
     assert builders.digest(one) != builders.digest(builders.build_cronjob(syncjob(paused=True), SETTINGS))
+
+
+def test_a_spec_edit_is_described_field_by_field_and_credited_to_its_field_manager() -> None:
+    old = builders.spec_json(syncjob().spec)
+    new = builders.spec_json(syncjob(paused=True, schedule="*/10 9-15 * * 1-5").spec)
+    changes = builders.spec_changes(old, new)
+    assert changes["paused"] == {"from": False, "to": True}
+    assert set(changes) == {"paused", "schedule"}
+    assert builders.spec_changes(old, old) == {} and builders.spec_changes(None, new) == {}
+    managed = {"managedFields": [
+        {"manager": "kubectl-client-side-apply", "time": "2026-12-01T01:00:00Z", "fieldsV1": {"f:spec": {}}},
+        {"manager": "argocd-controller", "time": "2026-12-01T02:00:00Z", "fieldsV1": {"f:spec": {"f:paused": {}}}},
+        {"manager": "syncjob-operator", "time": "2026-12-01T03:00:00Z", "fieldsV1": {"f:status": {}}},
+    ]}
+    assert builders.spec_manager(managed) == "argocd-controller"
+
+
+def test_requested_by_is_believed_only_when_the_api_wrote_it_with_the_token() -> None:
+    ann = {names.REQUESTED_AT: "t1", names.REQUESTED_BY: "alice"}
+    by_api = {"managedFields": [{"manager": "syncjob-api", "fieldsV1": {"f:metadata": {"f:annotations": {
+        f"f:{names.REQUESTED_AT}": {}, f"f:{names.REQUESTED_BY}": {}}}}}]}
+    assert builders.requester(ann, builders.annotation_owners(by_api), names.REQUESTED_AT) == ("alice", True)
+    forged = {"managedFields": [{"manager": "kubectl-annotate", "fieldsV1": {"f:metadata": {"f:annotations": {
+        f"f:{names.REQUESTED_AT}": {}, f"f:{names.REQUESTED_BY}": {}}}}}]}
+    assert builders.requester(ann, builders.annotation_owners(forged), names.REQUESTED_AT) == (
+        "kubectl-annotate", False)
+    later = {"managedFields": [
+        {"manager": "syncjob-api", "fieldsV1": {"f:metadata": {"f:annotations": {f"f:{names.REQUESTED_BY}": {}}}}},
+        {"manager": "kubectl-annotate", "fieldsV1": {"f:metadata": {"f:annotations": {
+            f"f:{names.CANCEL_AT}": {}}}}}]}  # bob's cancel after alice's API trigger
+    assert builders.requester(ann, builders.annotation_owners(later), names.CANCEL_AT) == ("kubectl-annotate", False)
+
+
+@pytest.mark.parametrize(("task", "deadline"), [("quotes", 900), ("status", 600), ("basics", 3600), ("daily", None),
+                                                ("financial", None)])
+def test_a_run_deadline_left_out_is_the_tasks_deliberate_default(task: str, deadline: int | None) -> None:
+    spec = builders.build_cronjob(syncjob(task=task), SETTINGS)["spec"]["jobTemplate"]["spec"]
+    assert spec.get("activeDeadlineSeconds") == deadline
+    chosen = builders.build_cronjob(syncjob(task=task, activeDeadlineSeconds=42), SETTINGS)
+    assert chosen["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] == 42

@@ -35,7 +35,8 @@ def real_sync(name: str, delay: float = 0.0, codes: list[str] | None = None, **s
     """A daily SyncJob the real sync image runs from the file source, one code per fetch, `delay` s per fetch."""
     options = {"codes": codes or CODES, "batch_size": 1, "file_delay_seconds": delay, "incremental": False,
                "start_date": "2026-10-01", "heartbeat_seconds": 1, **spec.pop("options", {})}
-    return make_syncjob(name, task="daily", sources=["file"], schedule="0 16 * * 1-5", options=options, **spec)
+    spec.setdefault("schedule", "0 16 * * 1-5")
+    return make_syncjob(name, task="daily", sources=["file"], options=options, **spec)
 
 
 def record(db: Database[Any], rid: str, status: str | None = None, timeout: float = 60) -> dict[str, Any]:

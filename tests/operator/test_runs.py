@@ -127,3 +127,20 @@ class TestPodsThatIgnoreCancel:
         assert record["reason"] == "Cancelled"
         eventually(lambda: not [j for j in syncjobs.jobs() if j.metadata.name == job_name], 30, "Job deleted")
         eventually(lambda: syncjobs.get("quotes")["status"].get("active", []) == [], 30, "no active run")
+
+
+def test_a_spec_edit_made_with_kubectl_is_audited_with_its_field_manager_and_what_changed(
+        cluster: Any, operator: OperatorProcess, syncjobs: SyncJobs, mongo_db: Database[Any]) -> None:
+    syncjobs.create(make_syncjob("edited"))
+    _ready(syncjobs, "edited")
+    cluster.kubectl("patch", "sj", "edited", "-n", syncjobs.ns, "--type=merge",
+                    "-p", '{"spec": {"paused": true, "schedule": "*/10 9-15 * * 1-5"}}')
+    entry = eventually(lambda: mongo_db["scheduler_history"].find_one({"job_id": "edited", "action": "spec-change"}),
+                       30, "the spec change to be audited")
+    assert (entry["user"], entry["via"], entry["namespace"]) == ("kubectl-patch", "kubectl", syncjobs.ns)
+    assert entry["details"]["changes"]["paused"] == {"from": False, "to": True}
+    assert entry["details"]["changes"]["schedule"]["to"] == "*/10 9-15 * * 1-5"
+    operator.restart()  # the same generation is not audited twice
+    syncjobs.patch_spec("edited", {"description": "second edit"})
+    eventually(lambda: mongo_db["scheduler_history"].count_documents({"job_id": "edited", "action": "spec-change"})
+               == 2, 30, "the second edit to be audited")
