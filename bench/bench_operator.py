@@ -38,7 +38,7 @@ from syncjob_operator.settings import OperatorSettings
 
 from syncjob import names
 from syncjob.model import SyncJob
-from syncjob.runs import manual_run_id
+from syncjob.runs import manual_job_name
 from testbed.cluster import LocalCluster
 from testbed.mongo import MongoServer
 from testbed.procs import Process, free_port, wait_until
@@ -228,7 +228,7 @@ def one_round(args: argparse.Namespace) -> dict[str, Any]:
             t = time.monotonic()
             custom.patch_namespaced_custom_object(names.GROUP, names.VERSION, "bench", names.PLURAL, name,
                                                   {"metadata": {"annotations": {names.REQUESTED_AT: token}}})
-            ours_lat.append(wait_for(manual_run_id(name, token), watcher) - t)
+            ours_lat.append(wait_for(manual_job_name(name, token), watcher) - t)
         # kopf runs in one process; VmHWM is its peak resident memory so far, the apply burst included.
         memory = {line.split(":")[0]: int(line.split()[1]) / 1024
                   for line in Path(f"/proc/{operator.pid}/status").read_text().splitlines()

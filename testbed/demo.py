@@ -314,7 +314,7 @@ class Demo:
             if done.returncode != 0:
                 raise DemoError(f"kubectl annotate failed: {done.stderr.strip()}")
             say(f"    {done.stdout.strip()}")
-        return token, manual_run_id(DEMO_JOB, token)
+        return token, manual_run_id(NAMESPACE, DEMO_JOB, token)
 
     def wait_for_run(self, run_id: str) -> dict[str, Any]:
         """The run's record as GET /api/scheduler/jobs/{id}/executions serves it, once the run has finished."""
@@ -350,7 +350,7 @@ class Demo:
         parts.append(f"API log: {self.api.log_path if self.api else '-'}")
         if self.cluster is not None:
             parts.append(f"pod runner log: {self.cluster.logs / 'pod-runner.log'}")
-            parts.append(f"pod logs: {self.cluster.workdir / 'pods'}/{NAMESPACE}_{run_id}-*/sync.log")
+            parts.append(f"pod logs: {self.cluster.workdir / 'pods'}/{NAMESPACE}_{run_id.partition('.')[2]}-*/sync.log")
         return "\n".join(parts)
 
     def landed(self) -> int:

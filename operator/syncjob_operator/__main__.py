@@ -13,7 +13,8 @@ from syncjob_operator.settings import get_settings
 
 def main() -> None:
     settings = get_settings()
-    kopf.configure(log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL)
+    kopf.configure(log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
+                   verbose=bool(os.environ.get("OPERATOR_DEBUG_LOG")))
     # kopf says "Handler ... succeeded" at INFO for every event of every object, and aiohttp logs every liveness
     # probe: with thousands of SyncJobs that is most of the log and a good part of the CPU. Problems still show.
     for noisy in ("kopf.objects", "aiohttp.access"):

@@ -20,8 +20,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
+import pymongo.errors
+import pymongo.uri_parser
 
-from syncjob import migrations, names
+from syncjob import names
 from syncjob.model import ConcurrencyPolicy
 from syncjob.runs import run_id
 from syncjob_operator import builders, kube, records
@@ -83,7 +85,8 @@ async def configure(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
         settings.admission.server = kopf.WebhookServer(addr=cfg.webhook_addr, port=cfg.webhook_port,
                                                        certfile=cfg.webhook_cert_file, pkeyfile=cfg.webhook_key_file)
         kopf.on.validate(*SYNCJOB, id="validate-syncjob", operations=["CREATE", "UPDATE"])(validate_syncjob)
-    migrations.migrate(records.database(cfg.mongo_uri))  # fail fast on a bad MONGO_URI; indexes; old records
+    pymongo.uri_parser.parse_uri(cfg.mongo_uri)  # fail fast on a malformed MONGO_URI
+    _background.add(loop.create_task(_prepare_database_forever(cfg.mongo_uri)))
     _background.add(loop.create_task(_renew_lease_forever(cfg.operator_namespace, cfg.lease_renew_seconds)))
     _background.add(loop.create_task(_resync_forever(kwargs["syncjob_index"], kwargs["cronjob_index"],
                                                      kwargs["job_index"], cfg.resync_seconds)))
@@ -101,6 +104,19 @@ class NoDiffBaseStorage(kopf.DiffBaseStorage):
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         return None
+
+
+async def _prepare_database_forever(uri: str, period: float = 5.0) -> None:
+    """Indexes and the migration of older records, retried until MongoDB answers: an operator started (or
+    restarted) while MongoDB is down still reconciles CronJobs and acts on tokens, and writes records once it is
+    back (the passes that need MongoDB fail and are repeated by the resync loop)."""
+    while True:
+        try:
+            await asyncio.to_thread(records.prepare, uri)
+            return
+        except pymongo.errors.PyMongoError as exc:
+            log.warning("MongoDB is not reachable yet (%s); retrying in %.0f s", type(exc).__name__, period)
+            await asyncio.sleep(period)
 
 
 async def _renew_lease_forever(namespace: str, period: float) -> None:

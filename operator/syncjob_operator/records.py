@@ -9,13 +9,14 @@ overwrite a verdict the pod wrote. Only a run a cancel was requested for (or tha
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from functools import lru_cache
 from typing import Any
 
 from pymongo.database import Database
 
 from syncjob import audit as audit_trail
-from syncjob import executions, mongo, names
+from syncjob import executions, migrations, mongo, names
 from syncjob.executions import Writer
 from syncjob.model import ExecutionStatus
 from syncjob.runs import run_id
@@ -24,11 +25,26 @@ from syncjob.runs import run_id
 DISRUPTION_CONDITION = "DisruptionTarget"
 
 
+_connecting = threading.Lock()
+
+
 @lru_cache(maxsize=4)
+def _connect(uri: str) -> Database[Any]:
+    return mongo.connect(uri, app="syncjob-operator")
+
+
 def database(uri: str) -> Database[Any]:
-    db = mongo.connect(uri, app="syncjob-operator")
+    """The operator's database: one client per URI for the whole process, made without waiting for MongoDB (a
+    pass that needs it while it is down fails and is repeated). Indexes: `prepare`."""
+    with _connecting:
+        return _connect(uri)
+
+
+def prepare(uri: str) -> None:
+    """Indexes and the migration of older records; the operator retries this at start-up until MongoDB answers."""
+    db = database(uri)
     mongo.ensure_indexes(db, mongo.SCHEDULER_COLLECTIONS)
-    return db
+    migrations.migrate(db)
 
 
 def parse_time(value: Any) -> dt.datetime | None:

@@ -44,7 +44,7 @@ def own_mongo(tmp_path: Path) -> Iterator[MongoServer]:
     try:
         yield server
     finally:
-        server.cleanup()
+        server.stop()  # its log stays in tmp_path for a failed run
 
 
 def _job_outcome(job: client.V1Job) -> str:
@@ -68,7 +68,7 @@ def test_records_stay_true_through_operator_kills_pod_kills_and_a_mongodb_outage
     client.CoreV1Api(k8s).create_namespaced_secret(namespace, client.V1Secret(
         metadata=client.V1ObjectMeta(name="syncjob-mongo"), data=secret))
     op = OperatorProcess(cluster, namespace, uri, tmp_path / "operator-logs", ["syncjob-sync", "run"],
-                         {"RESYNC_SECONDS": str(RESYNC_SECONDS)}).start()
+                         {"RESYNC_SECONDS": str(RESYNC_SECONDS), "OPERATOR_DEBUG_LOG": "1"}).start()
     syncjobs = SyncJobs(k8s, namespace)
     jobs_names = [f"chaos-{i}" for i in range(SYNCJOBS)]
     for name in jobs_names:
@@ -82,17 +82,26 @@ def test_records_stay_true_through_operator_kills_pod_kills_and_a_mongodb_outage
     figures = {"operator_kills": 0, "pods_killed": 0, "mongo_outages": 0}
     errors: list[BaseException] = []
 
+    done: list[threading.Event] = []
+
     def guarded(fn: Any) -> Any:
+        finished = threading.Event()
+        done.append(finished)
+
         def run() -> None:
             try:
                 fn()
             except BaseException as exc:  # surfaced by the main thread below
                 errors.append(exc)
+            finished.set()
+            # The processes this thread started die with it (PR_SET_PDEATHSIG is per thread): it lives on until
+            # the end of the test.
+            stop.wait()
         return run
 
     @guarded
     def kill_operator() -> None:
-        while figures["operator_kills"] < OPERATOR_KILLS and not stop.is_set():
+        while figures["operator_kills"] < OPERATOR_KILLS:
             time.sleep(rng.uniform(1.0, 3.0))
             assert op.process is not None and op.process.pid is not None
             os.killpg(op.process.pid, signal.SIGKILL)
@@ -103,7 +112,7 @@ def test_records_stay_true_through_operator_kills_pod_kills_and_a_mongodb_outage
 
     @guarded
     def kill_pods() -> None:
-        while figures["pods_killed"] < POD_KILLS and not stop.is_set():
+        while figures["pods_killed"] < POD_KILLS:
             time.sleep(rng.uniform(3.0, 6.0))
             running = [p for p in syncjobs.core.list_namespaced_pod(namespace).items if p.status.phase == "Running"]
             if running:
@@ -122,38 +131,46 @@ def test_records_stay_true_through_operator_kills_pod_kills_and_a_mongodb_outage
     threads = [threading.Thread(target=t, daemon=True) for t in (kill_operator, kill_pods, mongo_outage)]
     for t in threads:
         t.start()
-    previous: dict[str, str] = {}
-    for i in range(TOKENS):  # a few per second, spread over the SyncJobs
-        name = jobs_names[i % SYNCJOBS]
-        token = f"chaos-{i:03d}"
-        if name in previous:  # a token replaces the last only once that was acknowledged (Flux's token pattern)
-            eventually(lambda n=name: syncjobs.get(n).get("status", {}).get("lastHandledRequestedAt")
-                       == previous[n], 90, f"{name} to acknowledge {previous[name]}")
-        syncjobs.annotate(name, {names.REQUESTED_AT: token})
-        previous[name] = token
-        tokens.append((name, token))
-        time.sleep(0.3)
-    for t in threads:
-        t.join(timeout=120)
-    stop.set()
-    assert not errors, errors
-    if not op.process or not op.process.alive():
-        op.start()
-
-    def settled() -> bool:
-        last_tokens = {name: token for name, token in tokens}
-        for name, token in last_tokens.items():
-            if syncjobs.get(name).get("status", {}).get("lastHandledRequestedAt") != token:
-                return False
-        jobs = syncjobs.jobs()
-        if any(_job_outcome(j) == "running" for j in jobs):
-            return False
-        return db["scheduler_executions"].count_documents({"status": "running"}) == 0
     try:
+        previous: dict[str, str] = {}
+        for i in range(TOKENS):  # a few per second, spread over the SyncJobs
+            name = jobs_names[i % SYNCJOBS]
+            token = f"chaos-{i:03d}"
+            if name in previous:  # a token replaces the last only once that was acknowledged (Flux's token pattern)
+                def acknowledged(n: str = name) -> bool:
+                    if errors:
+                        raise RuntimeError(f"a chaos thread failed: {errors!r}")
+                    return bool(syncjobs.get(n).get("status", {}).get("lastHandledRequestedAt") == previous[n])
+                eventually(acknowledged, 90, f"{name} to acknowledge {previous[name]}")
+            syncjobs.annotate(name, {names.REQUESTED_AT: token})
+            previous[name] = token
+            tokens.append((name, token))
+            time.sleep(0.3)
+        for finished in done:
+            finished.wait(timeout=120)
+        assert not errors, errors
+        if not op.process or not op.process.alive():
+            op.start()
+
+        def settled() -> bool:
+            last_tokens = {name: token for name, token in tokens}
+            for name, token in last_tokens.items():
+                if syncjobs.get(name).get("status", {}).get("lastHandledRequestedAt") != token:
+                    return False
+            jobs = syncjobs.jobs()
+            if any(_job_outcome(j) == "running" for j in jobs):
+                return False
+            return db["scheduler_executions"].count_documents({"status": "running"}) == 0
         eventually(settled, 300, "every run to end and every record to close")
+        op.stop()
+        check_records(syncjobs, db, namespace, tokens, figures)
     finally:
         op.stop()
+        stop.set()  # the threads end, and with them the processes they started
 
+
+def check_records(syncjobs: SyncJobs, db: Any, namespace: str, tokens: list[tuple[str, str]],
+                  figures: dict[str, int]) -> None:
     jobs = {j.metadata.name: j for j in syncjobs.jobs()}
     records = {d["_id"]: d for d in db["scheduler_executions"].find({"namespace": namespace})}
     expected = {run_id(namespace, manual_job_name(name, token)): (name, token) for name, token in tokens}
