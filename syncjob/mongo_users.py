@@ -93,7 +93,7 @@ def _roles() -> dict[str, ComponentRole]:
             hist: WRITE + _scheduler_indexes(hist),                  # audit entries (written, never read)
             meta: _scheduler_indexes(meta),                           # indexes only: it never reads or writes it
             tomb: READ + _scheduler_indexes(tomb),
-            slots: ("update",) + _scheduler_indexes(slots),          # closing a record releases its slot
+            slots: ("update", *_scheduler_indexes(slots)),          # closing a record releases its slot
         },
         database_actions=("listCollections",),
     )
@@ -101,11 +101,11 @@ def _roles() -> dict[str, ComponentRole]:
         "api", "syncjob-api", "syncjobApi", "SYNCJOB_API_PASSWORD",
         {
             # serve; the cancel flag, mark-failed, delete (it never creates a record: the operator and pods do)
-            ex: READ + ("update", "remove") + _scheduler_indexes(ex),
+            ex: (*READ, "update", "remove", *_scheduler_indexes(ex)),
             hist: READ + WRITE + _scheduler_indexes(hist),            # serve; audit entries
             meta: READ + WRITE + _scheduler_indexes(meta),            # serve; PUT metadata (an upsert)
-            tomb: WRITE + ("remove",) + _scheduler_indexes(tomb),    # delete: a tombstone, undone if running
-            slots: ("update",) + _scheduler_indexes(slots),          # mark-failed closes a record: frees its slot
+            tomb: (*WRITE, "remove", *_scheduler_indexes(tomb)),    # delete: a tombstone, undone if running
+            slots: ("update", *_scheduler_indexes(slots)),          # mark-failed closes a record: frees its slot
         },
         database_actions=("listCollections",),
     )
@@ -252,22 +252,39 @@ def render_js() -> str:
     )
 
 
+def render_table() -> str:
+    """The rights as a Markdown table (docs/security.md embeds it; a test compares)."""
+    components = list(ROLES.values())
+    collections = sorted({c for r in components for c in r.collections},
+                         key=lambda c: (c not in SCHEDULER, c))
+    rows = ["| collection | " + " | ".join(f"{r.component} (`{r.user}`)" for r in components) + " |",
+            "|---|" + "---|" * len(components)]
+    for name in collections:
+        cells = [", ".join(sorted(set(r.collections.get(name, ())))) or "—" for r in components]
+        rows.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    rows.append("| the database (`collection: \"\"`) | "
+                + " | ".join(", ".join(r.database_actions) or "—" for r in components) + " |")
+    return "\n".join(rows) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m syncjob.mongo_users", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("js", help="print the mongosh script of manifests/mongodb")
+    sub.add_parser("table", help="print the rights as the Markdown table of docs/security.md")
     do = sub.add_parser("apply", help="create or update the roles and users (passwords from SYNCJOB_*_PASSWORD)")
     do.add_argument("--uri", required=True, help="a URI of a user who may manage users and roles (e.g. root)")
     do.add_argument("--database", default=os.environ.get("SYNCJOB_DATABASE", mongo.DEFAULT_DATABASE))
     args = parser.parse_args(argv)
-    if args.command == "js":
-        sys.stdout.write(render_js())
+    if args.command in ("js", "table"):
+        sys.stdout.write(render_js() if args.command == "js" else render_table())
         return 0
     missing = [r.password_env for r in ROLES.values() if not os.environ.get(r.password_env)]
     if missing:
         parser.error(f"set {', '.join(missing)}")
     passwords = {c: os.environ[r.password_env] for c, r in ROLES.items()}
-    with MongoClient(args.uri, serverSelectionTimeoutMS=10000) as client:
+    client: MongoClient[dict[str, Any]] = MongoClient(args.uri, serverSelectionTimeoutMS=10000)
+    with client:
         apply(client[args.database], passwords)
     for r in ROLES.values():
         print(f"role {r.role} and user {r.user} in {args.database}")

@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from pymongo import MongoClient
@@ -65,8 +66,10 @@ class MongoServer:
     def start(self, timeout: float = 60) -> MongoServer:
         if self.auth and not self._provisioned:
             self._run(auth=False, timeout=timeout)
-            with MongoClient(f"mongodb://{self.host}/?directConnection=true", serverSelectionTimeoutMS=5000) as c:
-                c.admin.command("createUser", self.ROOT_USER, pwd=self.root_password, roles=["root"])
+            anonymous: MongoClient[dict[str, Any]] = MongoClient(f"mongodb://{self.host}/?directConnection=true",
+                                                                 serverSelectionTimeoutMS=5000)
+            with anonymous:
+                anonymous.admin.command("createUser", self.ROOT_USER, pwd=self.root_password, roles=["root"])
             self.stop()
             self._provisioned = True
         return self._run(auth=self.auth, timeout=timeout)
@@ -80,7 +83,9 @@ class MongoServer:
         ).start()
 
         def ping() -> bool:  # ping needs no authentication, also with --auth
-            with MongoClient(f"mongodb://{self.host}/?directConnection=true", serverSelectionTimeoutMS=500) as c:
+            c: MongoClient[dict[str, Any]] = MongoClient(f"mongodb://{self.host}/?directConnection=true",
+                                                         serverSelectionTimeoutMS=500)
+            with c:
                 return bool(c.admin.command("ping").get("ok"))
 
         wait_until(ping, timeout, f"SecantusDB on {self.host}", process=self.process)

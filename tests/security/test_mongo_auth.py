@@ -14,7 +14,7 @@ Proven here, on the test bed's server:
   ignores its collection (`secantus/rbac.py`, `_custom_role_grants`), so a user with `insert` on one collection
   may insert into any collection of that database there. Those denials (the sync user writing
   `scheduler_history`, the API or the operator writing market data, ...) are asserted twice: by MongoDB's rule
-  (`test_collection_denials_by_mongodb_semantics`, always) and on SecantusDB as strict expected failures
+  (`tests/security/test_mongo_roles.py`, always) and on SecantusDB as strict expected failures
   (`test_collection_denials_on_secantusdb`), which turn into failures the day SecantusDB enforces them.
 """
 
@@ -40,6 +40,7 @@ from syncjob.model import ExecutionStatus
 from syncjob.mongo_users import ROLES
 from testbed.mongo import MongoServer
 from tests.security.commands import Recorder, read
+from tests.security.test_mongo_roles import COLLECTION_DENIALS
 from tests.sync_image.conftest import contract_env
 
 pytestmark = pytest.mark.integration
@@ -60,7 +61,8 @@ def server() -> Iterator[MongoServer]:
 
 @pytest.fixture(scope="module")
 def root(server: MongoServer) -> Iterator[MongoClient[Any]]:
-    with MongoClient(server.uri, serverSelectionTimeoutMS=5000, tz_aware=True) as c:
+    c: MongoClient[Any] = MongoClient(server.uri, serverSelectionTimeoutMS=5000, tz_aware=True)
+    with c:
         yield c
 
 
@@ -120,22 +122,25 @@ def ident(run: str, job: str = "daily-sync") -> dict[str, Any]:
 
 # -- authentication ---------------------------------------------------------------------------------------------
 
+def client(uri: str) -> MongoClient[dict[str, Any]]:
+    return MongoClient(uri, serverSelectionTimeoutMS=3000)
+
+
 def test_anonymous_and_wrong_password_clients_are_refused(server: MongoServer, dbname: str) -> None:
-    with MongoClient(f"mongodb://{server.host}/{dbname}?directConnection=true", serverSelectionTimeoutMS=3000) as c:
-        assert refused(lambda: c[dbname][mongo.EXECUTIONS].find_one())
-    bad = server.uri_as(ROLES["sync"].user, "wrong", dbname)
-    with MongoClient(bad, serverSelectionTimeoutMS=3000) as c, pytest.raises(OperationFailure) as exc:
-        c[dbname][mongo.EXECUTIONS].find_one()
+    with client(f"mongodb://{server.host}/{dbname}?directConnection=true") as anonymous:
+        assert refused(lambda: anonymous[dbname][mongo.EXECUTIONS].find_one())
+    with client(server.uri_as(ROLES["sync"].user, "wrong", dbname)) as bad, pytest.raises(OperationFailure) as exc:
+        bad[dbname][mongo.EXECUTIONS].find_one()
     assert exc.value.code == 18  # AuthenticationFailed
 
 
 def test_apply_is_idempotent_and_rotates_passwords(server: MongoServer, root: MongoClient[Any], dbname: str) -> None:
     rotated = {**PASSWORDS, "sync": "rotated-" + uuid.uuid4().hex}
     mongo_users.apply(root[dbname], rotated)
-    with MongoClient(server.uri_as(ROLES["sync"].user, rotated["sync"], dbname), serverSelectionTimeoutMS=3000) as c:
-        c[dbname][mongo.EXECUTIONS].find_one()
-    with MongoClient(uri(server, dbname, "sync"), serverSelectionTimeoutMS=3000) as c, pytest.raises(OperationFailure):
-        c[dbname][mongo.EXECUTIONS].find_one()
+    with client(server.uri_as(ROLES["sync"].user, rotated["sync"], dbname)) as new:
+        new[dbname][mongo.EXECUTIONS].find_one()
+    with client(uri(server, dbname, "sync")) as old, pytest.raises(OperationFailure):
+        old[dbname][mongo.EXECUTIONS].find_one()
     info = root[dbname].command("rolesInfo", ROLES["sync"].role, showPrivileges=True)["roles"][0]
     assert info["privileges"] == ROLES["sync"].privileges(dbname)
 
@@ -275,38 +280,19 @@ def test_operator_start_up_and_record_keeping_as_the_operator_user(server: Mongo
     records.database.cache_clear()
 
 
-# -- per-collection denials -------------------------------------------------------------------------------------
+# -- per-collection denials, where SecantusDB is coarser than MongoDB --------------------------------------------
 
-def _insert(collection: str) -> Callable[[Database[Any]], object]:
-    return lambda db: db[collection].insert_one({"forged": True})
-
-
-def _update(collection: str) -> Callable[[Database[Any]], object]:
-    return lambda db: db[collection].update_many({}, {"$set": {"forged": True}})
-
-
-COLLECTION_DENIALS = [
-    ("sync", "insert", mongo.HISTORY), ("sync", "update", mongo.HISTORY),
-    ("sync", "insert", mongo.METADATA), ("sync", "update", mongo.METADATA),
-    ("sync", "insert", mongo.EXECUTION_TOMBSTONES), ("api", "insert", mongo.EXECUTIONS),
-    ("api", "insert", mongo.STOCK_DAILY_QUOTES), ("api", "update", mongo.MARKET_QUOTES),
-    ("api", "insert", mongo.DATA_SOURCE_STATUS),
-    ("operator", "insert", mongo.STOCK_DAILY_QUOTES), ("operator", "update", mongo.STOCK_BASIC_INFO),
-    ("operator", "insert", mongo.METADATA), ("operator", "insert", mongo.EXECUTION_TOMBSTONES),
-]
-ACTIONS = {"insert": _insert, "update": _update}
-
-
-@pytest.mark.parametrize(("component", "action", "collection"), COLLECTION_DENIALS, ids=lambda v: str(v))
-def test_collection_denials_by_mongodb_semantics(component: str, action: str, collection: str) -> None:
-    assert not mongo_users.allows(ROLES[component], action, collection)
+ACTIONS: dict[str, Callable[[Database[Any], str], object]] = {
+    "insert": lambda db, coll: db[coll].insert_one({"forged": True}),
+    "update": lambda db, coll: db[coll].update_many({}, {"$set": {"forged": True}}),
+}
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,
                    reason="SecantusDB ignores a privilege's collection (it matches the database only); "
-                          "MongoDB enforces it: see test_collection_denials_by_mongodb_semantics")
-@pytest.mark.parametrize(("component", "action", "collection"), COLLECTION_DENIALS, ids=lambda v: str(v))
+                          "MongoDB enforces it: see tests/security/test_mongo_roles.py")
+@pytest.mark.parametrize(("component", "action", "collection"), COLLECTION_DENIALS, ids=str)
 def test_collection_denials_on_secantusdb(server: MongoServer, dbname: str, component: str, action: str,
                                           collection: str) -> None:
     db = connect(server, dbname, component)
-    assert refused(lambda: ACTIONS[action](collection)(db)), f"{component} could {action} {collection}"
+    assert refused(lambda: ACTIONS[action](db, collection)), f"{component} could {action} {collection}"
