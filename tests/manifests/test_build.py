@@ -258,3 +258,20 @@ def test_each_component_has_its_own_mongodb_secret_and_the_database_creates_thei
     config_map = by_kind(docs, "ConfigMap")[volume["configMap"]["name"]]
     assert config_map["metadata"]["namespace"] == SYSTEM
     assert config_map["data"]["syncjob-users.js"] == mongo_users.render_js()
+
+
+def test_a_syncjob_namespace_overlay_generates_the_sync_pods_secret(tmp_path: Path) -> None:
+    """The overlay docs/security.md shows: manifests/sync-namespace plus the Secret syncjob-mongo from a file."""
+    overlay = tmp_path / "research"
+    overlay.mkdir()
+    shutil.copytree(MANIFESTS, tmp_path / "manifests")
+    text = (ROOT / "docs" / "security.md").read_text()
+    (overlay / "kustomization.yaml").write_text(text.split("<!-- namespace-overlay -->")[1].split("```yaml")[1]
+                                                .split("```")[0])
+    (overlay / "mongo.env").write_text("MONGO_URI=mongodb://syncjob-sync:pw@db:27017/tradingagents\n")
+    out = subprocess.run([kubectl_bin(), "kustomize", str(overlay)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    secret = by_kind(docs, "Secret")[OperatorSettings(mongo_uri="mongodb://x").mongo_secret_name]
+    assert secret["metadata"]["namespace"] == "research" and set(secret["data"]) == {"MONGO_URI"}
+    assert {"ServiceAccount", "NetworkPolicy"} <= {d["kind"] for d in docs}

@@ -111,3 +111,28 @@ def test_privileges_name_one_collection_each_in_the_given_database() -> None:
 def test_uri_quotes_the_password() -> None:
     assert mongo_users.uri("h:1", "sync", "p@ss/word", "tradingagents") == (
         "mongodb://syncjob-sync:p%40ss%2Fword@h:1/tradingagents")
+
+
+COMPONENT_CODE = {"operator": ROOT / "operator" / "syncjob_operator", "api": ROOT / "api" / "syncjob_api",
+                  "sync": ROOT / "sync_image"}
+
+
+@pytest.mark.parametrize("component", list(COMPONENT_CODE))
+def test_every_collection_a_component_names_is_in_its_role(component: str) -> None:
+    """A component that starts using another collection (by `mongo.NAME` or by name) needs it in its role."""
+    import re
+
+    by_constant = {name: getattr(mongo, name) for name in dir(mongo)
+                   if name.isupper() and isinstance(getattr(mongo, name), str) and getattr(mongo, name) != "" and
+                   name not in {"DEFAULT_DATABASE"}}
+    groups = {"SCHEDULER_COLLECTIONS": [s.name for s in mongo.SCHEDULER_COLLECTIONS],
+              "DATA_COLLECTIONS": [s.name for s in mongo.DATA_COLLECTIONS]}
+    known = set(by_constant.values()) | {mongo_users.SOURCE_QUOTAS}
+    named: set[str] = set()
+    for path in COMPONENT_CODE[component].rglob("*.py"):
+        text = path.read_text()
+        for constant in re.findall(r"\bmongo\.([A-Z_]+)\b", text):
+            named.update(groups.get(constant, [by_constant[constant]] if constant in by_constant else []))
+        named.update(c for c in known if f'"{c}"' in text)
+    assert named, component
+    assert named <= set(ROLES[component].collections), named - set(ROLES[component].collections)
