@@ -16,6 +16,8 @@ from typing import Any
 
 from pymongo import monitoring
 
+UNAUTHORIZED = 13
+
 
 def summary(name: str, database: str, command: Any) -> dict[str, Any]:
     """What a privilege check needs of a command: its target collection and the upsert and remove flags."""
@@ -33,7 +35,7 @@ class Recorder(monitoring.CommandListener):
     def __init__(self, out: Path | None = None) -> None:
         self.out = out
         self.commands: list[dict[str, Any]] = []
-        self.failures: list[dict[str, Any]] = []
+        self.failures: list[dict[str, Any]] = []  # commands refused as unauthorized
         self._lock = threading.Lock()
 
     def _write(self, entry: dict[str, Any]) -> None:
@@ -52,6 +54,9 @@ class Recorder(monitoring.CommandListener):
         pass
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        """Only refusals count (code 13, Unauthorized): a duplicate key between two writers is expected."""
+        if event.failure.get("code") != UNAUTHORIZED:
+            return
         entry = {"failed": event.command_name, "failure": str(event.failure)}
         with self._lock:
             self.failures.append(entry)

@@ -25,7 +25,7 @@ import functools
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from syncjob.model import ExecutionStatus
 from syncjob.mongo_users import ROLES
 from testbed.mongo import MongoServer
 from tests.security.commands import Recorder, read
+from tests.security.conftest import PASSWORDS, assert_allowed_by_mongodb, connect, uri
 from tests.security.test_mongo_roles import COLLECTION_DENIALS
 from tests.sync_image.conftest import contract_env
 
@@ -47,42 +48,6 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 UNAUTHORIZED = 13
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[MongoServer]:
-    s = MongoServer(auth=True)
-    try:
-        s.start()
-        yield s
-    finally:
-        s.cleanup()
-
-
-@pytest.fixture(scope="module")
-def root(server: MongoServer) -> Iterator[MongoClient[Any]]:
-    c: MongoClient[Any] = MongoClient(server.uri, serverSelectionTimeoutMS=5000, tz_aware=True)
-    with c:
-        yield c
-
-
-PASSWORDS = {c: f"{c}-{uuid.uuid4().hex}" for c in ROLES}
-
-
-@pytest.fixture
-def dbname(root: MongoClient[Any]) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    mongo_users.apply(root[name], PASSWORDS)
-    yield name
-    root.drop_database(name)
-
-
-def uri(server: MongoServer, dbname: str, component: str) -> str:
-    return server.uri_as(ROLES[component].user, PASSWORDS[component], dbname)
-
-
-def connect(server: MongoServer, dbname: str, component: str) -> Database[Any]:
-    return mongo.connect(uri(server, dbname, component), app=f"test-{component}", timeout_ms=5000)
 
 
 @pytest.fixture
@@ -100,19 +65,6 @@ def refused(action: Callable[[], object]) -> bool:
         assert exc.code == UNAUTHORIZED, exc
         return True
     return False
-
-
-def assert_allowed_by_mongodb(component: str, commands: list[dict[str, Any]], dbname: str) -> None:
-    """Every command on the application database is one the role allows by MongoDB's rule; none elsewhere."""
-    role = ROLES[component]
-    assert commands, "nothing was recorded"
-    for entry in commands:
-        cmd = entry["command"]
-        name = next(iter(cmd))
-        if name in mongo_users.NO_PRIVILEGE:
-            continue
-        assert entry["db"] == dbname, entry
-        assert mongo_users.allows_command(role, cmd), f"{component} issued {cmd}: not in role {role.role}"
 
 
 def ident(run: str, job: str = "daily-sync") -> dict[str, Any]:
