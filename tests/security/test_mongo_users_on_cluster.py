@@ -95,3 +95,60 @@ def test_a_manual_run_end_to_end_with_one_user_per_component(
         commands, failures = read(log)
         assert not failures, (component, failures)
         assert_allowed_by_mongodb(component, commands, dbname)
+
+
+def test_the_api_serves_and_mutates_as_its_user(cluster: LocalCluster, k8s: client.ApiClient, namespace: str,
+                                                 syncjob_crd: str, server: MongoServer, root: MongoClient[Any],
+                                                 dbname: str, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API's routes, through HTTP, with the API user: every read it serves and every write it makes."""
+    import datetime as dt
+    import functools
+
+    import yaml
+    from fastapi.testclient import TestClient
+    from syncjob_api.core.config import Settings
+    from syncjob_api.main import create_app
+
+    from tests.api.conftest import STATIC_TOKENS, Api
+    from tests.security.commands import Recorder
+
+    recorder = Recorder()
+    monkeypatch.setattr(mongo, "MongoClient", functools.partial(MongoClient, event_listeners=[recorder]))
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(yaml.safe_dump([{"token": t, "user": u, "role": r} for t, u, r in STATIC_TOKENS.values()]))
+    settings = Settings(mongo_uri=uri(server, dbname, "api"), auth_mode="static", auth_tokens_file=tokens,
+                        watch_namespace=namespace, operator_namespace=namespace, kubeconfig=str(cluster.kubeconfig),
+                        trigger_wait_seconds=0.5, mongo_timeout_ms=3000, auth_cache_seconds=0,
+                        execution_retention_days=90)
+    with TestClient(create_app(settings)) as http:
+        api = Api(http, {role: token for role, (token, _, _) in STATIC_TOKENS.items()}, namespace, root[dbname], k8s,
+                  "static")  # api.db is root's: the test's own seeding and checks
+        api.create_syncjob("alpha")
+        old = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=90)
+        for job, status in (("alpha-done", "success"), ("alpha-stuck", "running"), ("alpha-live", "running")):
+            api.add_execution(job, "alpha", status=status, now=old)
+
+        for path in ("/jobs", "/jobs/alpha", "/jobs/alpha/executions", "/jobs/alpha/execution-stats",
+                     "/jobs/alpha/history", "/executions", "/history", "/stats", "/health"):
+            assert api.get(path).status_code == 200, path
+        assert api.get("/metrics").status_code == 200
+        assert api.put("/jobs/alpha/metadata", json={"display_name": "Alpha"}).status_code == 200
+        assert api.post("/jobs/alpha/pause").status_code == 200
+        assert api.post("/jobs/alpha/resume").status_code == 200
+        assert api.post(f"/executions/{api.run_id('alpha-live')}/cancel").status_code == 200
+        assert api.post(f"/executions/{api.run_id('alpha-stuck')}/mark-failed").status_code == 200
+        assert api.delete(f"/executions/{api.run_id('alpha-done')}").status_code == 200
+
+    db = root[dbname]
+    assert db[mongo.EXECUTIONS].find_one({"_id": api.run_id("alpha-stuck")})["status"] == "failed"  # type: ignore[index]
+    assert db[mongo.EXECUTIONS].find_one({"_id": api.run_id("alpha-live")})["cancel_requested"] is True  # type: ignore[index]
+    assert db[mongo.EXECUTIONS].find_one({"_id": api.run_id("alpha-done")}) is None
+    assert db[mongo.EXECUTION_TOMBSTONES].find_one({"_id": api.run_id("alpha-done")}) is not None
+    assert db[mongo.METADATA].find_one({"job_id": "alpha"})["display_name"] == "Alpha"  # type: ignore[index]
+    actions = {e["action"] for e in db[mongo.HISTORY].find({"status": "success"})}
+    assert {"metadata", "pause", "resume", "cancel", "mark-failed", "delete"} <= actions
+    ttl = db[mongo.EXECUTIONS].index_information()["timestamp_-1"]["expireAfterSeconds"]
+    assert ttl == 90 * 86400, "start-up created the indexes as the API user"
+    assert not recorder.failures, recorder.failures
+    assert_allowed_by_mongodb("api", recorder.commands, dbname)
