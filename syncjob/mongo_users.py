@@ -28,6 +28,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from pymongo import MongoClient
 from pymongo.database import Database
@@ -125,6 +126,8 @@ _COMMAND_ACTIONS = {
 DATABASE_ACTIONS = {"listCollections": ("listCollections",), "dropDatabase": ("dropDatabase",),
                     "createUser": ("createUser",), "createRole": ("createRole",), "dropUser": ("dropUser",),
                     "updateUser": ("changeOwnPassword", "grantRole"), "grantRolesToUser": ("grantRole",)}
+# Pipeline stages that read or write another collection, each needing its own privilege there.
+_OTHER_NAMESPACE_STAGES = frozenset({"$lookup", "$graphLookup", "$unionWith", "$out", "$merge"})
 # Commands that need no privilege (handshake, authentication, liveness, sessions, cursor continuation).
 NO_PRIVILEGE = frozenset({"hello", "isMaster", "ismaster", "ping", "buildInfo", "buildinfo", "saslStart",
                           "saslContinue", "endSessions", "getMore", "logout", "connectionStatus"})
@@ -139,7 +142,8 @@ def allows(role: ComponentRole, action: str, collection: str | None) -> bool:
 
 
 def required_actions(command: Mapping[str, Any]) -> tuple[str | None, tuple[str, ...]]:
-    """(collection or None for a database action, the actions MongoDB requires) of one command document."""
+    """(collection or None for a database action, the actions MongoDB requires) of one command document (for an
+    aggregate, `stages` lists its stages' names)."""
     name = next(iter(command))
     if name in NO_PRIVILEGE:
         return None, ()
@@ -154,6 +158,9 @@ def required_actions(command: Mapping[str, Any]) -> tuple[str | None, tuple[str,
         actions = (*actions, "insert")
     if name == "findAndModify" and command.get("remove"):
         actions = ("find", "remove")
+    other_namespaces = _OTHER_NAMESPACE_STAGES & set(command.get("stages", ()))
+    if name == "aggregate" and other_namespaces:
+        raise ValueError(f"aggregate with {sorted(other_namespaces)}: reads or writes other collections")
     collection = command[name]
     if not isinstance(collection, str):
         raise ValueError(f"{name} on {collection!r}: a database-wide form no component uses")
@@ -192,8 +199,6 @@ def apply(db: Database[Any], passwords: Mapping[str, str], components: tuple[str
 def uri(host: str, component: str, password: str, database: str = mongo.DEFAULT_DATABASE,
         options: str = "") -> str:
     """The MONGO_URI of a component's user (`host` is host:port; `options` e.g. `directConnection=true`)."""
-    from urllib.parse import quote
-
     user = ROLES[component].user
     query = f"?{options}" if options else ""
     return f"mongodb://{quote(user, safe='')}:{quote(password, safe='')}@{host}/{database}{query}"

@@ -26,6 +26,8 @@ def summary(name: str, database: str, command: Any) -> dict[str, Any]:
         doc["updates"] = [{"upsert": bool(u.get("upsert"))} for u in command.get("updates", ())]
     if name == "findAndModify":
         doc["upsert"], doc["remove"] = bool(command.get("upsert")), bool(command.get("remove"))
+    if name == "aggregate":
+        doc["stages"] = [next(iter(stage)) for stage in command.get("pipeline", ()) if stage]
     if not isinstance(doc[name], str | int | float | None):
         doc[name] = str(doc[name])
     return {"db": database, "command": doc}

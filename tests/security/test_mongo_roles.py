@@ -95,6 +95,10 @@ def test_an_upsert_needs_insert_too() -> None:
     assert mongo_users.allows_command(ROLES["api"], {"update": mongo.EXECUTIONS, "updates": [{"upsert": False}]})
     with pytest.raises(ValueError, match="no privilege rule"):
         mongo_users.required_actions({"renameCollection": "a.b"})
+    with pytest.raises(ValueError, match="other collections"):
+        mongo_users.required_actions({"aggregate": mongo.EXECUTIONS, "stages": ["$match", "$lookup"]})
+    assert mongo_users.required_actions({"aggregate": mongo.EXECUTIONS, "stages": ["$match", "$group"]}) == (
+        mongo.EXECUTIONS, ("find",))
 
 
 def test_privileges_name_one_collection_each_in_the_given_database() -> None:
