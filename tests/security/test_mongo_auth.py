@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 import subprocess
 import sys
 import uuid
@@ -248,3 +249,22 @@ def test_collection_denials_on_secantusdb(server: MongoServer, dbname: str, comp
                                           collection: str) -> None:
     db = connect(server, dbname, component)
     assert refused(lambda: ACTIONS[action](db, collection)), f"{component} could {action} {collection}"
+
+
+def test_the_command_line_tool_creates_the_users(server: MongoServer, root: MongoClient[Any]) -> None:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SYNCJOB_")},
+           **{r.password_env: PASSWORDS[c] for c, r in ROLES.items()}}
+    try:
+        done = subprocess.run([sys.executable, "-m", "syncjob.mongo_users", "apply", "--uri", server.uri,
+                               "--database", name], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "role syncjobSync and user syncjob-sync in " + name in done.stdout
+        db = connect(server, name, "sync")
+        db[mongo.MARKET_QUOTES].update_one({"code": "600000.SH"}, {"$set": {"price": 8.5}}, upsert=True)
+        missing = subprocess.run([sys.executable, "-m", "syncjob.mongo_users", "apply", "--uri", server.uri],
+                                 env={k: v for k, v in env.items() if k != "SYNCJOB_API_PASSWORD"},
+                                 capture_output=True, text=True, timeout=60)
+        assert missing.returncode == 2 and "SYNCJOB_API_PASSWORD" in missing.stderr
+    finally:
+        root.drop_database(name)
