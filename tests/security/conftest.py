@@ -17,12 +17,8 @@ from testbed.mongo import MongoServer
 
 @pytest.fixture(scope="session")
 def auth_server() -> Iterator[MongoServer]:
-    s = MongoServer(auth=True)
-    try:
-        s.start()
+    with MongoServer(auth=True) as s:  # started, and removed with its files at the end
         yield s
-    finally:
-        s.cleanup()
 
 
 @pytest.fixture(scope="session")

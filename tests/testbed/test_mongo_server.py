@@ -46,9 +46,7 @@ def test_an_authenticating_server_keeps_auth_and_users_across_a_restart() -> Non
 
     from testbed.mongo import MongoServer
 
-    server = MongoServer(auth=True)
-    try:
-        server.start()
+    with MongoServer(auth=True) as server:
         root: MongoClient[Any] = server.client()
         with root:
             root["app"].command("createUser", "u", pwd="p", roles=[{"role": "readWrite", "db": "app"}])
@@ -64,5 +62,3 @@ def test_an_authenticating_server_keeps_auth_and_users_across_a_restart() -> Non
             user["app"]["c"].insert_one({"x": 1})
         with server.client() as again:
             assert again["app"]["c"].count_documents({}) == 1
-    finally:
-        server.cleanup()
