@@ -36,6 +36,10 @@ binaries: venv ## Build (or find) etcd, kube-apiserver, kube-controller-manager,
 crds: venv ## Regenerate crds/ from the SyncJob model.
 	$(PY) -m syncjob.crd > crds/syncjobs.sync.tradingagents.io.yaml
 
+.PHONY: mongo-users
+mongo-users: venv ## Regenerate manifests/mongodb/syncjob-users.js (roles and users) from syncjob/mongo_users.py.
+	$(PY) -m syncjob.mongo_users js > manifests/mongodb/syncjob-users.js
+
 .PHONY: lint
 lint: venv ## ruff, mypy --strict on the packages, import-linter layers.
 	$(VENV)/bin/ruff check .

@@ -87,15 +87,22 @@ YAML
 "${KUBECTL[@]}" wait --for=condition=Established --timeout=60s crd/syncjobs.sync.tradingagents.io
 
 log "Creating the Secrets and namespace $NS"
-PASSWORD=$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
-MONGO_URI="mongodb://root:$PASSWORD@syncjob-mongodb.$SYSTEM.svc.cluster.local:27017/tradingagents?authSource=admin"
+secret() { head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+PASSWORD=$(secret) OPERATOR_PASSWORD=$(secret) API_PASSWORD=$(secret) SYNC_PASSWORD=$(secret)
+# One MongoDB user per component (docs/security.md); the bundled MongoDB creates them at its first start.
+HOST="syncjob-mongodb.$SYSTEM.svc.cluster.local:27017"
 "${KUBECTL[@]}" create secret generic syncjob-mongodb -n "$SYSTEM" \
-  --from-literal=MONGO_INITDB_ROOT_USERNAME=root --from-literal=MONGO_INITDB_ROOT_PASSWORD="$PASSWORD"
+  --from-literal=MONGO_INITDB_ROOT_USERNAME=root --from-literal=MONGO_INITDB_ROOT_PASSWORD="$PASSWORD" \
+  --from-literal=SYNCJOB_OPERATOR_PASSWORD="$OPERATOR_PASSWORD" --from-literal=SYNCJOB_API_PASSWORD="$API_PASSWORD" \
+  --from-literal=SYNCJOB_SYNC_PASSWORD="$SYNC_PASSWORD"
+"${KUBECTL[@]}" create secret generic syncjob-mongo-operator -n "$SYSTEM" \
+  --from-literal=MONGO_URI="mongodb://syncjob-operator:$OPERATOR_PASSWORD@$HOST/tradingagents"
+"${KUBECTL[@]}" create secret generic syncjob-mongo-api -n "$SYSTEM" \
+  --from-literal=MONGO_URI="mongodb://syncjob-api:$API_PASSWORD@$HOST/tradingagents"
 "${KUBECTL[@]}" create namespace "$NS"
 "${KUBECTL[@]}" label namespace "$NS" pod-security.kubernetes.io/enforce=restricted
-for namespace in "$SYSTEM" "$NS"; do
-  "${KUBECTL[@]}" create secret generic syncjob-mongo -n "$namespace" --from-literal=MONGO_URI="$MONGO_URI"
-done
+"${KUBECTL[@]}" create secret generic syncjob-mongo -n "$NS" \
+  --from-literal=MONGO_URI="mongodb://syncjob-sync:$SYNC_PASSWORD@$HOST/tradingagents"
 "${KUBECTL[@]}" apply -k "$ROOT/manifests/sync-namespace" -n "$NS"
 
 log "Waiting for MongoDB, the operator and the API"

@@ -115,7 +115,7 @@ def test_operator_env_is_what_its_settings_read() -> None:
     read_elsewhere = {"LIVENESS_ENDPOINT", "PYTHONUNBUFFERED"}  # __main__ reads the first; Python the second
     unknown = {n for n in env if n.lower() not in OperatorSettings.model_fields} - read_elsewhere
     assert not unknown, f"env the operator never reads: {unknown}"
-    assert env["MONGO_URI"]["valueFrom"]["secretKeyRef"] == {"name": "syncjob-mongo", "key": "MONGO_URI"}
+    assert env["MONGO_URI"]["valueFrom"]["secretKeyRef"] == {"name": "syncjob-mongo-operator", "key": "MONGO_URI"}
     assert env["OPERATOR_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert env["WATCH_NAMESPACES"]["value"] == ""
     assert env["MONGO_SECRET_NAME"]["value"] == "syncjob-mongo"
@@ -133,6 +133,7 @@ def test_api_env_is_what_its_settings_read() -> None:
     unknown = {n for n in env if n.lower() not in config.Settings.model_fields} - {"PYTHONUNBUFFERED"}
     assert not unknown, f"env the API never reads: {unknown}"
     assert env["AUTH_MODE"]["value"] == "kubernetes"
+    assert env["MONGO_URI"]["valueFrom"]["secretKeyRef"] == {"name": "syncjob-mongo-api", "key": "MONGO_URI"}
     assert env["API_HOST"]["value"] == "0.0.0.0"
     port = int(env["API_PORT"]["value"])
     assert api["ports"][0]["containerPort"] == port
@@ -153,7 +154,8 @@ def test_network_policies_admit_only_the_needed_traffic() -> None:
     assert policies["default-deny-ingress"]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
     assert policies["syncjob-api"]["spec"]["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
     mongo_from = policies["syncjob-mongodb"]["spec"]["ingress"][0]["from"]
-    assert mongo_from[0]["podSelector"]["matchExpressions"][0]["values"] == ["syncjob-operator", "syncjob-api"]
+    assert mongo_from[0] == {"podSelector": {"matchExpressions": [
+        {"key": "app.kubernetes.io/name", "operator": "In", "values": ["syncjob-operator", "syncjob-api"]}]}}
     sync_pods = mongo_from[1]["podSelector"]
     assert sync_pods["matchLabels"] == {names.LABEL_MANAGED_BY: names.MANAGED_BY}
     assert sync_pods["matchExpressions"] == [{"key": names.LABEL_SYNCJOB, "operator": "Exists"}]
@@ -196,3 +198,80 @@ def test_webhook_overlay_wires_service_port_certificate_and_operator_together() 
     secret = next(v["secret"]["secretName"] for v in operator["spec"]["template"]["spec"]["volumes"]
                   if v["name"] == "webhook-tls")
     assert mounts["webhook-tls"] == "/etc/syncjob-operator/webhook" and secret == "syncjob-operator-webhook-tls"
+
+
+def _mongodb_ingress_peers(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return list(by_kind(docs, "NetworkPolicy")["syncjob-mongodb"]["spec"]["ingress"][0]["from"])
+
+
+def test_mongodb_admits_sync_pods_only_from_namespaces_named_by_the_api_server() -> None:
+    """Pods outside syncjob-system reach MongoDB only from listed namespaces, by `kubernetes.io/metadata.name`
+    (set by the API server, unforgeable); a label on a pod or on a namespace a tenant owns is never enough."""
+    for peer in _mongodb_ingress_peers(build(DEFAULT)):
+        if "namespaceSelector" not in peer:
+            assert set(peer) == {"podSelector"}, "a podSelector alone: the policy's own namespace"
+            continue
+        selector = peer["namespaceSelector"]
+        assert "matchLabels" not in selector, "namespaces by name only"
+        assert selector["matchExpressions"] == [
+            {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["market-data"]}]
+        assert peer["podSelector"]["matchLabels"] == {names.LABEL_MANAGED_BY: names.MANAGED_BY}
+
+
+def test_a_kustomize_patch_lists_your_syncjob_namespaces(tmp_path: Path) -> None:
+    """The overlay docs/security.md shows: replace the list of SyncJob namespaces that may reach MongoDB."""
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    shutil.copytree(MANIFESTS, tmp_path / "manifests")
+    shutil.copytree(ROOT / "crds", tmp_path / "crds")
+    docs_text = (ROOT / "docs" / "security.md").read_text()
+    kustomization = docs_text.split("<!-- overlay -->")[1].split("```yaml")[1].split("```")[0]
+    (overlay / "kustomization.yaml").write_text(kustomization)
+    out = subprocess.run([kubectl_bin(), "kustomize", str(overlay)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    peers = _mongodb_ingress_peers([d for d in yaml.safe_load_all(out.stdout) if d])
+    assert peers[1]["namespaceSelector"]["matchExpressions"][0]["values"] == ["market-data", "research"]
+    assert peers[1]["podSelector"]["matchLabels"] == {names.LABEL_MANAGED_BY: names.MANAGED_BY}
+
+
+def test_each_component_has_its_own_mongodb_secret_and_the_database_creates_their_users() -> None:
+    from syncjob import mongo_users
+
+    docs = build(DEFAULT)
+    deployments = by_kind(docs, "Deployment")
+    secrets = {name: _env(_containers(d)[0])["MONGO_URI"]["valueFrom"]["secretKeyRef"]["name"]
+               for name, d in deployments.items()}
+    operator_env = _env(_containers(deployments["syncjob-operator"])[0])
+    secrets["sync pods"] = operator_env["MONGO_SECRET_NAME"]["value"]
+    assert secrets == {"syncjob-operator": "syncjob-mongo-operator", "syncjob-api": "syncjob-mongo-api",
+                       "sync pods": "syncjob-mongo"}
+
+    mongodb = by_kind(docs, "StatefulSet")["syncjob-mongodb"]
+    container = _containers(mongodb)[0]
+    env = _env(container)
+    for role in mongo_users.ROLES.values():
+        assert env[role.password_env]["valueFrom"]["secretKeyRef"] == {"name": "syncjob-mongodb",
+                                                                       "key": role.password_env}
+    assert env["SYNCJOB_DATABASE"]["value"] == "tradingagents"
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/docker-entrypoint-initdb.d")
+    volume = next(v for v in mongodb["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"])
+    config_map = by_kind(docs, "ConfigMap")[volume["configMap"]["name"]]
+    assert config_map["metadata"]["namespace"] == SYSTEM
+    assert config_map["data"]["syncjob-users.js"] == mongo_users.render_js()
+
+
+def test_a_syncjob_namespace_overlay_generates_the_sync_pods_secret(tmp_path: Path) -> None:
+    """The overlay docs/security.md shows: manifests/sync-namespace plus the Secret syncjob-mongo from a file."""
+    overlay = tmp_path / "research"
+    overlay.mkdir()
+    shutil.copytree(MANIFESTS, tmp_path / "manifests")
+    text = (ROOT / "docs" / "security.md").read_text()
+    (overlay / "kustomization.yaml").write_text(text.split("<!-- namespace-overlay -->")[1].split("```yaml")[1]
+                                                .split("```")[0])
+    (overlay / "mongo.env").write_text("MONGO_URI=mongodb://syncjob-sync:pw@db:27017/tradingagents\n")
+    out = subprocess.run([kubectl_bin(), "kustomize", str(overlay)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    secret = by_kind(docs, "Secret")[OperatorSettings(mongo_uri="mongodb://x").mongo_secret_name]
+    assert secret["metadata"]["namespace"] == "research" and set(secret["data"]) == {"MONGO_URI"}
+    assert {"ServiceAccount", "NetworkPolicy"} <= {d["kind"] for d in docs}

@@ -37,3 +37,28 @@ def test_changing_retention_updates_the_ttl_of_existing_indexes(mongo_db: Databa
         ttl = [i["expireAfterSeconds"] for i in mongo_db[collection].index_information().values()
                if "expireAfterSeconds" in i]
         assert ttl == [30 * 86400]
+
+
+@pytest.mark.integration
+def test_an_authenticating_server_keeps_auth_and_users_across_a_restart() -> None:
+    from pymongo import MongoClient
+    from pymongo.errors import OperationFailure
+
+    from testbed.mongo import MongoServer
+
+    with MongoServer(auth=True) as server:
+        root: MongoClient[Any] = server.client()
+        with root:
+            root["app"].command("createUser", "u", pwd="p", roles=[{"role": "readWrite", "db": "app"}])
+        server.stop()
+        server.start()  # the storage's root user is reused, --auth stays on
+        anonymous: MongoClient[Any] = MongoClient(f"mongodb://{server.host}/?directConnection=true",
+                                                  serverSelectionTimeoutMS=3000)
+        with anonymous, pytest.raises(OperationFailure) as refused:
+            anonymous["app"]["c"].find_one()
+        assert refused.value.code == 13
+        user: MongoClient[Any] = MongoClient(server.uri_as("u", "p", "app"), serverSelectionTimeoutMS=3000)
+        with user:
+            user["app"]["c"].insert_one({"x": 1})
+        with server.client() as again:
+            assert again["app"]["c"].count_documents({}) == 1
