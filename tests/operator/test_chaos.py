@@ -68,7 +68,7 @@ def test_records_stay_true_through_operator_kills_pod_kills_and_a_mongodb_outage
     client.CoreV1Api(k8s).create_namespaced_secret(namespace, client.V1Secret(
         metadata=client.V1ObjectMeta(name="syncjob-mongo"), data=secret))
     op = OperatorProcess(cluster, namespace, uri, tmp_path / "operator-logs", ["syncjob-sync", "run"],
-                         {"RESYNC_SECONDS": str(RESYNC_SECONDS), "OPERATOR_DEBUG_LOG": "1"}).start()
+                         {"RESYNC_SECONDS": str(RESYNC_SECONDS)}).start()
     syncjobs = SyncJobs(k8s, namespace)
     jobs_names = [f"chaos-{i}" for i in range(SYNCJOBS)]
     for name in jobs_names:
