@@ -10,7 +10,7 @@ from pymongo.database import Database
 
 from syncjob import mongo
 from syncjob.runs import manual_job_name, manual_run_id, split_run_id
-from tests.api.conftest import Api, api, make_api, settings_for, tokens_file  # noqa: F401 - fixtures
+from tests.api.conftest import STATIC_TOKENS, Api, api, make_api, settings_for, tokens_file  # noqa: F401 - fixtures
 from tests.conftest import make_syncjob
 from tests.operator.conftest import (  # noqa: F401 - fixtures
     OperatorProcess,
@@ -75,3 +75,26 @@ def test_concurrent_api_triggers_each_name_a_run_with_exactly_one_job_and_record
     assert {j.metadata.name for j in syncjobs.jobs()} == wanted  # exactly one Job per answered run, no other
     records = list(mongo_db[mongo.EXECUTIONS].find({"job_id": "burst-e2e"}, {"_id": 1}))
     assert sorted(d["_id"] for d in records) == sorted(answered)  # exactly one record per answered run
+
+
+def test_a_kubectl_cancel_after_an_api_trigger_is_credited_to_kubectl_not_to_the_api_user(
+        operator: OperatorProcess, syncjobs: SyncJobs, api: Api, mongo_db: Database[Any]) -> None:
+    syncjobs.create(make_syncjob("audited", task="daily", sources=["file"], schedule="0 16 * * 1-5",
+                                 options={"codes": ["600000.SH", "000001.SZ", "300750.SZ"], "batch_size": 1,
+                                          "file_delay_seconds": 3, "heartbeat_seconds": 1}))
+    eventually(lambda: (syncjobs.ready("audited") or {}).get("status") == "True", 30, "Ready")
+    eventually(lambda: api.get("/jobs/audited").status_code == 200, 10, "the API's cache")
+    answer = api.post("/jobs/audited/trigger")  # by the admin, through the API: requested-by names them
+    assert answer.status_code == 200, answer.text
+    run_id = answer.json()["data"]["run_id"]
+    eventually(lambda: (mongo_db[mongo.EXECUTIONS].find_one({"_id": run_id}) or {}).get("status") == "running", 60,
+               "the run to start")
+    # Someone with kubectl cancels it, and also writes a requested-by naming somebody else.
+    syncjobs.annotate("audited", {"sync.tradingagents.io/cancel-at": "bob-1",
+                                  "sync.tradingagents.io/requested-by": "someone-else"})
+    record = eventually(lambda: (r := mongo_db[mongo.EXECUTIONS].find_one({"_id": run_id})) and
+                        r["status"] == "cancelled" and r, 60, "the run to be cancelled")
+    cancels = list(mongo_db[mongo.HISTORY].find({"job_id": "audited", "action": "cancel"}))
+    assert len(cancels) == 1 and cancels[0]["via"] == "kubectl", cancels
+    assert cancels[0]["user"] not in ("someone-else", STATIC_TOKENS["admin"][1]), cancels[0]  # the field manager
+    assert record["cancel_requested_by"] == cancels[0]["user"]

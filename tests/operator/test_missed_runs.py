@@ -90,7 +90,8 @@ def test_every_minute_schedule_runs_on_its_own_and_a_forbid_overlap_is_skipped(
                                                          "status": "running"})
     first = eventually(scheduled_record, 80, "a Job created by the CronJob controller")
     assert first["scheduled_time"] is not None and first["is_manual"] is False
-    assert any(j.metadata.name == first["_id"] for j in syncjobs.jobs())
+    assert any(j.metadata.name == first["k8s_job"] and first["_id"] == f"{syncjobs.ns}.{j.metadata.name}"
+               for j in syncjobs.jobs())
     skipped = eventually(lambda: mongo_db["scheduler_executions"].find_one({"job_id": "tick", "status": "skipped"}),
                          110, "the overlapping tick to be recorded skipped")
     assert f"run {first['_id']} was still running" in skipped["error_message"]

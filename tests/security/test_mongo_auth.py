@@ -216,8 +216,10 @@ def test_operator_start_up_and_record_keeping_as_the_operator_user(server: Mongo
     # A schema-1 record (keyed by the Job's name) for the start-up migration.
     root[dbname][mongo.EXECUTIONS].insert_one({"_id": "old-job", "namespace": "market-data", "job_id": "old",
                                                "status": "success", "execution_time": 1500})
-    db = records.database(uri(server, dbname, "operator"))
-    assert migrations.migrate(db) == 1
+    operator_uri = uri(server, dbname, "operator")
+    records.prepare(operator_uri)  # the operator's start-up: indexes and the migration of the schema-1 record
+    db = records.database(operator_uri)
+    assert migrations.migrate(db) == 0
     assert executions.record_not_run(db, ident("missed"), ExecutionStatus.MISSED, "Missed", "not started")
     executions.open_run(db, ident("r1"), Writer.OPERATOR)
     assert executions.close(db, "market-data.r1", ExecutionStatus.FAILED, Writer.OPERATOR, reason="PodFailed")
@@ -230,7 +232,7 @@ def test_operator_start_up_and_record_keeping_as_the_operator_user(server: Mongo
     assert_allowed_by_mongodb("operator", recorded.commands, dbname)
     assert not recorded.failures, recorded.failures
     db.client.close()
-    records.database.cache_clear()
+    records._connect.cache_clear()
 
 
 # -- per-collection denials, where SecantusDB is coarser than MongoDB --------------------------------------------
