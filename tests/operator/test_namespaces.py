@@ -72,7 +72,7 @@ def test_two_namespaces_with_the_same_names_keep_their_own_runs_verdicts_and_can
             working(mongo_db, manual_run_id(ns, "slow", "go"))
         sj[staging].annotate("slow", {names.CANCEL_AT: "stop"})
         assert record(mongo_db, manual_run_id(staging, "slow", "go"), "cancelled")["reason"] == "Cancelled"
-            assert record(mongo_db, manual_run_id(prod, "slow", "go"), "success").get("cancel_requested") is not True
+        assert record(mongo_db, manual_run_id(prod, "slow", "go"), "success").get("cancel_requested") is not True
 
         # The same tick in both: two records of the same Job name, each with its own namespace's verdict.
         def ticks() -> dict[str, dict[str, Any]] | None:
