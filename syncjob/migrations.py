@@ -1,10 +1,17 @@
-"""Start-up migration of execution records written by earlier versions (docs/mongodb.md, "Schema versions").
+"""Start-up migrations of records written by earlier versions (docs/mongodb.md, "Schema versions").
 
 Schema 1 (before run ids carried their namespace) keyed a record by its Job name alone and stored execution_time
 in milliseconds. Schema 2 keys it `<namespace>.<job>` and stores seconds, as the incumbent's readers expect. The
 operator runs `migrate` at start-up; it is idempotent and safe to interrupt (the new document is written before
 the old one is removed, and a re-run finds whatever is left). The incumbent's own records (ObjectId ids, no
 namespace, seconds already) are left as they are.
+
+scheduler_metadata was keyed by job name alone (a unique index on `job_id`), so two namespaces' admins rewrote
+each other's display names. It is now keyed by (namespace, job_id): `migrate_metadata` drops the old unique index
+before the new one is created. Documents that have a namespace keep it; the incumbent's documents (no namespace)
+stay as they are and apply as a fallback only to jobs with no document of their own namespace, so an admin's
+update in one namespace never changes what another namespace shows. The operator runs both at start-up (`migrate`)
+and so does the API (`migrate_metadata`), whichever starts first; both are idempotent.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import logging
 from typing import Any
 
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from syncjob import mongo
 from syncjob.executions import SCHEMA_VERSION
@@ -23,8 +30,26 @@ from syncjob.runs import run_id
 log = logging.getLogger(__name__)
 
 
+_OLD_METADATA_KEY = [("job_id", 1)]
+
+
+def migrate_metadata(db: Database[Any]) -> bool:
+    """Drop scheduler_metadata's old unique index on `job_id` alone; True if this call dropped it."""
+    if mongo.METADATA not in db.list_collection_names():
+        return False
+    for name, info in db[mongo.METADATA].index_information().items():
+        if info.get("unique") and [(k, int(d)) for k, d in info.get("key", [])] == _OLD_METADATA_KEY:
+            with contextlib.suppress(OperationFailure):  # another process dropped it first
+                db[mongo.METADATA].drop_index(name)
+                log.info("Dropped index %s of %s: metadata is now keyed by namespace and job", name, mongo.METADATA)
+                return True
+    return False
+
+
 def migrate(db: Database[Any], batch: int = 500) -> int:
-    """Bring schema-1 execution records to schema 2; returns how many were migrated."""
+    """Bring schema-1 execution records to schema 2 (and the metadata's key, `migrate_metadata`); returns how
+    many execution records were migrated."""
+    migrate_metadata(db)
     coll = db[mongo.EXECUTIONS]
     query = {"schema_version": {"$exists": False}, "namespace": {"$type": "string"}, "_id": {"$type": "string"}}
     moved = 0

@@ -57,7 +57,9 @@ SCHEDULER_COLLECTIONS = (
         indexes=((("job_id", ASCENDING), ("timestamp", DESCENDING)), (("status", ASCENDING),)),
         ttl_field="timestamp",
     ),
-    CollectionSpec(METADATA, unique_key=("job_id",)),
+    # One document per (namespace, SyncJob name); the incumbent's documents have no namespace and serve as a
+    # fallback where a job has none of its own (syncjob.migrations.migrate_metadata).
+    CollectionSpec(METADATA, unique_key=("namespace", "job_id")),
     CollectionSpec(EXECUTION_TOMBSTONES, ttl_field="deleted_at"),
     CollectionSpec(RUN_SLOTS, indexes=((("run_id", ASCENDING),),)),
 )

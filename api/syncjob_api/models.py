@@ -64,7 +64,9 @@ class JobPublic(BaseModel):
     """A job as the jobs list shows it."""
 
     id: str = Field(description="The job id: the SyncJob name.")
-    name: str = Field(description="The SyncJob name (the seed's `name`, equal to `id`).")
+    name: str = Field(description="A human name, as the incumbent's were: the display name (else the SyncJob name), "
+                                  "containing the primary source's name as the incumbent spelled it (Tushare, "
+                                  "AKShare, BaoStock), appended in brackets when the display name lacks it.")
     namespace: str = Field(description="Namespace of the SyncJob.")
     display_name: str | None = Field(description="scheduler_metadata override, else spec.displayName.")
     description: str | None = Field(description="scheduler_metadata override, else spec.description.")
@@ -212,7 +214,11 @@ class ExecutionPublic(BaseModel):
     started_at: str | None = None
     finished_at: str | None = None
     timestamp: str | None = Field(default=None, description="When the record was created.")
-    execution_time: float | None = Field(default=None, description="Duration in seconds.")
+    execution_time: float | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description="Duration in seconds (the incumbent's unit); for a running run, the seconds it has run so far. "
+                    "Left out when unknown, never null (the incumbent's page renders any value it finds).",
+    )
     progress: float | None = None
     progress_message: str | None = None
     current_item: Any = None
@@ -222,7 +228,10 @@ class ExecutionPublic(BaseModel):
     updated_at: str | None = None
     source_used: str | None = None
     source_attempts: Any = None
-    return_value: Any = None
+    return_value: str | None = Field(
+        default=None, description="The run's result as text, as the incumbent stored `str(result)`: our records' "
+                                  "counts as JSON text.")
+    result: Any = Field(default=None, description="The run's result as stored (the counts object of our records).")
     error_message: str | None = None
     traceback: str | None = None
     cancel_requested: bool | None = None
@@ -274,6 +283,8 @@ class MarkFailedResult(BaseModel):
     execution_id: str
     status: str
     reason: str
+    stopped_pods: list[str] = Field(default_factory=list, description="Pods of the run's Job that were still "
+                                    "alive; their Job was deleted so that they stop.")
 
 
 class DeleteResult(BaseModel):
