@@ -152,8 +152,9 @@ def _seed(db: Database[Any]) -> None:
         audit.write(db, job_id=JOB, namespace=ns, action="pause", status="success", user=f"admin-of-{ns}",
                     via="kubectl", target=JOB)
     # The incumbent's: an ObjectId, no namespace, naive times meaning UTC+8.
-    coll.insert_one({"_id": ObjectId(), "job_id": "tushare_quotes_sync", "job_name": "实时行情同步", "status": "success",
-                     "execution_time": 3.25, "timestamp": dt.datetime(2026, 3, 1, 9, 30), "is_manual": False})
+    coll.insert_one({"_id": ObjectId(), "job_id": "tushare_quotes_sync",
+                     "job_name": "实时行情同步", "status": "success", "execution_time": 3.25,
+                     "timestamp": dt.datetime(2026, 3, 1, 9, 30), "is_manual": False})
     db[mongo.HISTORY].insert_one({"job_id": "tushare_quotes_sync", "action": "trigger", "status": "success",
                                   "timestamp": dt.datetime(2026, 3, 1, 9, 0)})
 
@@ -260,8 +261,9 @@ def test_every_write_is_checked_in_the_target_namespace(api: Api) -> None:
             _expect(r, may, f"{who} mark-failed {ns}")
             _expect(api.call("DELETE", f"/executions/{ns}.{JOB}-29400000", who), may, f"{who} delete {ns}")
             if not may:
-                denied = api.db[mongo.HISTORY].find({"user": user.name, "status": "denied", "namespace": ns})
-                assert len(list(denied)) == 7, (who, ns)  # pause, resume, trigger, metadata, cancel, mark-failed, delete
+                denied = api.db[mongo.HISTORY].count_documents({"user": user.name, "status": "denied",
+                                                                "namespace": ns})
+                assert denied == 7, (who, ns)  # pause, resume, trigger, metadata, cancel, mark-failed, delete
                 assert api.db[mongo.EXECUTIONS].find_one({"_id": f"{ns}.{JOB}-mrunning"})["status"] == "running"
             else:  # these records change only once: put them back for the next writer
                 records = api.db[mongo.EXECUTIONS]
