@@ -219,7 +219,8 @@ class ExecutionPublic(BaseModel):
         description="Duration in seconds (the incumbent's unit); for a running run, the seconds it has run so far. "
                     "Left out when unknown, never null (the incumbent's page renders any value it finds).",
     )
-    progress: float | None = None
+    progress: float | None = Field(default=None, exclude_if=lambda v: v is None,
+                                   description="0-100; left out when unknown (the page renders any value it finds).")
     progress_message: str | None = None
     current_item: Any = None
     total_items: int | None = None
@@ -262,7 +263,8 @@ class ExecutionStats(BaseModel):
     cancelled: int
     skipped: int
     running: int = Field(description="Records running now.")
-    avg_execution_time: float = Field(description="Mean duration of successful runs, seconds (0 when none).")
+    avg_execution_time: float = Field(description="Mean duration of successful runs, seconds rounded to 2 places, "
+                                                  "as the incumbent's (0 when none).")
     p50_execution_time: float | None = Field(description="Median duration of successful runs, seconds.")
     p95_execution_time: float | None = Field(description="95th percentile duration of successful runs, seconds.")
     success_rate: float | None = Field(

@@ -100,7 +100,7 @@ class Api:
         now = fields.pop("now", None) or dt.datetime.now(dt.UTC)
         doc = identity(run_id=self.run_id(job_name), job_id=job_id, namespace=self.namespace, job=job_name,
                        trigger="manual", force=False, scheduled_time=now, created=now)
-        doc.update(status=status, progress=0, **fields)
+        doc.update({"status": status, "progress": 0, **fields})
         self.db[mongo.EXECUTIONS].insert_one(doc)
         return doc
 

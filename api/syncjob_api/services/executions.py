@@ -174,7 +174,7 @@ def stats(db: Database[dict[str, Any]], job_ids: list[str], namespaces: dict[str
         status = str(group["_id"])
         counts[status] = counts.get(status, 0) + int(group["count"])
         if status == ExecutionStatus.SUCCESS.value:
-            avg_success = round(float(group.get("avg") or 0.0), 3)
+            avg_success = round(float(group.get("avg") or 0.0), 2)  # the incumbent rounds to 2 places
             timed_success = int(group.get("timed") or 0)
     p50 = _percentile(coll, match, timed_success, 0.50)
     p95 = _percentile(coll, match, timed_success, 0.95)
