@@ -13,9 +13,8 @@ decided in the target's namespace, and a job name that exists in two namespaces 
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,8 @@ from syncjob.executions import identity
 from syncjob.runs import run_id
 from testbed.cluster import LocalCluster
 from testbed.mongo import MongoServer
-from tests.api.conftest import mongo_uri
+from tests.api.conftest import Api as FixtureApi
+from tests.api.conftest import bind_roles, mongo_uri
 
 SAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "samples"
 SAMPLE_COUNT = 16
@@ -57,40 +57,15 @@ class User:
 @pytest.fixture(scope="module")
 def world(cluster: LocalCluster, k8s: client.ApiClient, syncjob_crd: str) -> Iterator[None]:
     """Two namespaces with the samples applied, and alice and bob bound as the module docstring says."""
-    core, rbac = client.CoreV1Api(k8s), client.RbacAuthorizationV1Api(k8s)
+    core = client.CoreV1Api(k8s)
+    bindings = {STAGING: (("alice", "syncjob-admin"),), PROD: (("alice", "syncjob-viewer"), ("bob", "syncjob-admin"))}
     for ns in BOTH:
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
         cluster.kubectl("apply", "-k", str(SAMPLES), "-n", ns)
-        for role, verbs in (("syncjob-viewer", ["get", "list", "watch"]),
-                            ("syncjob-admin", ["get", "list", "watch", "patch"])):
-            rbac.create_namespaced_role(ns, {"metadata": {"name": role}, "rules": [
-                {"apiGroups": [names.GROUP], "resources": [names.PLURAL], "verbs": verbs}]})
-    for user, ns, role in (("alice", STAGING, "syncjob-admin"), ("alice", PROD, "syncjob-viewer"),
-                           ("bob", PROD, "syncjob-admin")):
-        rbac.create_namespaced_role_binding(ns, {
-            "metadata": {"name": f"{user}-{role}"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-        })
-    authz = client.AuthorizationV1Api(k8s)
-
-    def bound() -> bool:
-        review = authz.create_subject_access_review({"spec": {"user": "alice", "resourceAttributes": {
-            "group": names.GROUP, "resource": names.PLURAL, "verb": "list", "namespace": PROD}}})
-        return bool(review.status.allowed)
-
-    _wait(bound, "RBAC bindings to take effect")
+        bind_roles(k8s, ns, bindings[ns])
     yield
     for ns in BOTH:
         core.delete_namespace(ns, propagation_policy="Background")
-
-
-def _wait(check: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def _static_users(tmp: Path) -> tuple[Path, dict[str, User]]:
@@ -173,8 +148,8 @@ def api(request: pytest.FixtureRequest, world: None, cluster: LocalCluster, k8s:
     with TestClient(create_app(settings)) as http:
         built = Api(http, mongo_db, k8s, users)
         # Both namespaces' samples are served (the cache lists every namespace).
-        _wait(lambda: sum(1 for j in built.call("GET", "/jobs", "root").json()["data"]
-                          if j["namespace"] in BOTH) == 2 * SAMPLE_COUNT, "the samples to be served")
+        FixtureApi.wait_for(lambda: sum(1 for j in built.call("GET", "/jobs", "root").json()["data"]
+                          if j["namespace"] in BOTH) == 2 * SAMPLE_COUNT, "the samples to be served", timeout=20)
         yield built
 
 

@@ -4,9 +4,11 @@ runs of a SyncJob (concurrencyPolicy Forbid). Reads only: every write goes throu
 Every query takes its values from validated parameters (ids matched against a strict pattern, statuses against the
 enum), never a dict from the request, and each is served by an index of `syncjob.mongo.SCHEDULER_COLLECTIONS`:
 
-    page by job         {job_id: $in, [status], [is_manual]} sort timestamp desc   → (job_id, timestamp)
+    page by job         {job_id: $in, namespace: $in, [status], [is_manual]} sort timestamp desc
+                                                                                    → (job_id, timestamp)
     page by status      {status} sort timestamp desc                                → (status, timestamp)
     page by is_manual   {is_manual: $in} sort timestamp desc                        → (is_manual, timestamp)
+    page by namespaces  {namespace: $in} sort timestamp desc (a caller's scope)     → (namespace, timestamp)
     stats               $match job_id, $group status                                → (job_id, status, execution_time)
     percentiles         {job_id, status: success, execution_time >= 0} sort/skip   → (job_id, status, execution_time)
     last execution      {job_id} sort timestamp desc limit 1                        → (job_id, timestamp)
