@@ -314,7 +314,7 @@ class Demo:
             if done.returncode != 0:
                 raise DemoError(f"kubectl annotate failed: {done.stderr.strip()}")
             say(f"    {done.stdout.strip()}")
-        return token, manual_run_id(DEMO_JOB, token)
+        return token, manual_run_id(NAMESPACE, DEMO_JOB, token)
 
     def wait_for_run(self, run_id: str) -> dict[str, Any]:
         """The run's record as GET /api/scheduler/jobs/{id}/executions serves it, once the run has finished."""
