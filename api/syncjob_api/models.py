@@ -128,6 +128,12 @@ class JobDetail(JobPublic):
     created_at: str | None
     metadata_updated_by: str | None = Field(description="Who last set the display name or description.")
     metadata_updated_at: str | None
+    kwargs: dict[str, Any] = Field(description="The incumbent page's name for the task's parameters: spec.options.")
+    args: list[Any] = Field(default_factory=list, description="Always empty (the incumbent page's field).")
+    misfire_grace_time: int | None = Field(
+        description="The incumbent page's name for how late a run may start: spec.startingDeadlineSeconds.")
+    max_instances: int | None = Field(
+        description="Runs at once: 1 under concurrencyPolicy Forbid or Replace, null (no limit) under Allow.")
     status: JobStatusPublic
 
 

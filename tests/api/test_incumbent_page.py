@@ -109,6 +109,8 @@ def test_job_list_and_detail_fields(page: Api) -> None:
     for optional, kind in (("func", str), ("kwargs", dict), ("args", list), ("misfire_grace_time", int),
                            ("max_instances", int)):
         assert detail.get(optional) is None or isinstance(detail[optional], kind)
+    assert (detail["kwargs"], detail["args"], detail["max_instances"]) == ({}, [], 1)
+    assert _ok(page.get("/jobs/tushare-historical-sync"))["kwargs"] == {"incremental": True}
     assert _ok(page.get("/jobs/tushare_quotes_sync"))["id"] == "tushare-quotes-sync"  # the incumbent's id
 
 

@@ -232,6 +232,8 @@ def detail(entry: JobEntry, meta: dict[str, Any] | None) -> models.JobDetail:
         created_at=render(job.metadata.creation_timestamp, tz),
         metadata_updated_by=(meta or {}).get("updated_by"),
         metadata_updated_at=render((meta or {}).get("updated_at"), tz),
+        kwargs=spec.options, args=[], misfire_grace_time=spec.starting_deadline_seconds,
+        max_instances=None if spec.concurrency_policy.value == "Allow" else 1,
         status=models.JobStatusPublic(
             ready=None if ready is None else ready.status.value == "True",
             conditions=[
