@@ -256,7 +256,8 @@ class LastExecutionBrief(BaseModel):
     run_id: str
     status: str | None
     timestamp: str | None
-    execution_time: float | None = Field(description="Duration in seconds.")
+    execution_time: float | None = Field(default=None, exclude_if=lambda v: v is None,
+                                         description="Duration in seconds; left out when unknown (a running run).")
 
 
 class ExecutionStats(BaseModel):

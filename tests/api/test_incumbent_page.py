@@ -215,3 +215,17 @@ def test_stats_health_history_and_execution_stats(page: Api) -> None:
     assert es["avg_execution_time"] == round((12.5 + 61.234) / 2, 2)  # seconds, 2 places, ours and the incumbent's
     last = es["last_execution"]
     assert last is None or (isinstance(last["status"], str) and _datetime(last["timestamp"]))
+
+
+def test_the_incumbents_records_belong_to_the_watched_namespace(kube_api: Api) -> None:
+    """Kubernetes mode, WATCH_NAMESPACE set: the incumbent's records (no namespace) are that namespace's, read by
+    its viewers and changed by its admins."""
+    legacy = ObjectId()
+    kube_api.db[mongo.EXECUTIONS].insert_one({"_id": legacy, "job_id": "tushare_quotes_sync", "status": "running",
+                                              "timestamp": dt.datetime(2026, 3, 1, 10, 0)})
+    items = _ok(kube_api.get("/executions", who="viewer"))["items"]
+    assert [i["_id"] for i in items] == [str(legacy)]
+    assert kube_api.get("/executions", who="nobody").status_code == 403
+    assert kube_api.post(f"/executions/{legacy}/mark-failed", who="viewer").status_code == 403
+    _ok(kube_api.post(f"/executions/{legacy}/mark-failed", who="admin", params={"reason": "进程已手动终止"}))
+    assert kube_api.db[mongo.EXECUTIONS].find_one({"_id": legacy})["status"] == "failed"  # type: ignore[index]
