@@ -7,11 +7,12 @@ the old one is removed, and a re-run finds whatever is left). The incumbent's ow
 namespace, seconds already) are left as they are.
 
 scheduler_metadata was keyed by job name alone (a unique index on `job_id`), so two namespaces' admins rewrote
-each other's display names. It is now keyed by (namespace, job_id): `migrate_metadata` drops the old unique index
-before the new one is created. Documents that have a namespace keep it; the incumbent's documents (no namespace)
-stay as they are and apply as a fallback only to jobs with no document of their own namespace, so an admin's
-update in one namespace never changes what another namespace shows. The operator runs both at start-up (`migrate`)
-and so does the API (`migrate_metadata`), whichever starts first; both are idempotent.
+each other's display names. It is now keyed by (namespace, job_id), and its documents need no rewrite: ours already
+carry their namespace, and the incumbent's (no namespace) stay as they are and apply as a fallback only to jobs
+with no document of their own namespace. Only the old unique index must go, and dropping an index is a
+destructive action no component's MongoDB role has: `migrate_metadata` drops it when it is in the way (the API
+calls it when a metadata write hits it; MongoDB without roles, as in the test bed, lets it), and otherwise says
+what an administrator has to drop. It is idempotent.
 """
 
 from __future__ import annotations
@@ -33,23 +34,42 @@ log = logging.getLogger(__name__)
 _OLD_METADATA_KEY = [("job_id", 1)]
 
 
+class MigrationRefused(Exception):
+    """MongoDB refused a migration step this process has no privilege for; the message says what to do by hand."""
+
+
 def migrate_metadata(db: Database[Any]) -> bool:
-    """Drop scheduler_metadata's old unique index on `job_id` alone; True if this call dropped it."""
-    if mongo.METADATA not in db.list_collection_names():
-        return False
-    for name, info in db[mongo.METADATA].index_information().items():
+    """Drop scheduler_metadata's old unique index on `job_id` alone; True if this call dropped it, False if there
+    is none. MigrationRefused when MongoDB refuses to list or drop the index (a role without listIndexes and
+    dropIndex on the collection)."""
+    coll = db[mongo.METADATA]
+    try:
+        indexes = coll.index_information()
+    except OperationFailure as exc:
+        if exc.code == 26:  # NamespaceNotFound: no collection, no index
+            return False
+        raise MigrationRefused(_refused(exc)) from exc
+    for name, info in indexes.items():
         if info.get("unique") and [(k, int(d)) for k, d in info.get("key", [])] == _OLD_METADATA_KEY:
-            with contextlib.suppress(OperationFailure):  # another process dropped it first
-                db[mongo.METADATA].drop_index(name)
-                log.info("Dropped index %s of %s: metadata is now keyed by namespace and job", name, mongo.METADATA)
-                return True
+            try:
+                coll.drop_index(name)
+            except OperationFailure as exc:
+                if exc.code == 27:  # IndexNotFound: another process dropped it first
+                    return False
+                raise MigrationRefused(_refused(exc)) from exc
+            log.info("Dropped index %s of %s: metadata is now keyed by namespace and job", name, mongo.METADATA)
+            return True
     return False
 
 
+def _refused(exc: OperationFailure) -> str:
+    return (f"MongoDB refused to drop the previous version's unique index on {mongo.METADATA}.job_id "
+            f"({exc.code}: {exc.details.get('errmsg') if exc.details else exc}); as an administrator, run "
+            f"db.{mongo.METADATA}.dropIndex('job_id_1')")
+
+
 def migrate(db: Database[Any], batch: int = 500) -> int:
-    """Bring schema-1 execution records to schema 2 (and the metadata's key, `migrate_metadata`); returns how
-    many execution records were migrated."""
-    migrate_metadata(db)
+    """Bring schema-1 execution records to schema 2; returns how many were migrated."""
     coll = db[mongo.EXECUTIONS]
     query = {"schema_version": {"$exists": False}, "namespace": {"$type": "string"}, "_id": {"$type": "string"}}
     moved = 0

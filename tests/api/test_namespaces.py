@@ -302,3 +302,13 @@ def test_each_namespace_has_its_own_metadata_over_the_incumbents(api: Api) -> No
     assert listed[(PROD, JOB)]["display_name"] == "实时行情同步"
     docs = {(d.get("namespace"), d["job_id"]) for d in api.db[mongo.METADATA].find()}
     assert docs == {(None, "tushare_quotes_sync"), (STAGING, JOB)}
+    # The previous version's unique index on job_id alone, still there: the first write it refuses drops it.
+    api.db[mongo.METADATA].create_index([("job_id", 1)], unique=True)
+    r = api.call("PUT", f"/jobs/{JOB}/metadata", "root", params={"namespace": PROD}, json={"description": "生产"})
+    assert r.status_code == 200, r.text
+    assert [i["key"] for i in api.db[mongo.METADATA].index_information().values() if i.get("unique")] == [
+        [("namespace", 1), ("job_id", 1)]]
+    # Prod's own document now stands in for the incumbent's (its display name is the spec's again).
+    prod = api.call("GET", f"/jobs/{JOB}", "root", params={"namespace": PROD}).json()["data"]
+    assert (prod["description"], prod["display_name"]) == ("生产", "Tushare-实时行情同步")
+    assert name(STAGING) == "预发-行情（Tushare）"  # noqa: RUF001

@@ -10,7 +10,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from syncjob import mongo
-from syncjob.migrations import migrate
+from syncjob.migrations import migrate, migrate_metadata
 
 T0 = dt.datetime(2026, 11, 28, 8, 0, tzinfo=dt.UTC)
 INCUMBENT_NAME = "实时行情同步（Tushare）"  # noqa: RUF001 (the incumbent's full-width brackets)
@@ -38,8 +38,6 @@ def test_schema_1_records_are_rekeyed_by_namespace_and_timed_in_seconds(mongo_db
 
 
 def test_metadata_keyed_by_job_alone_becomes_keyed_by_namespace_and_job(mongo_db: Database[Any]) -> None:
-    from syncjob.migrations import migrate_metadata
-
     coll = mongo_db[mongo.METADATA]
     # As the previous version left it: a unique index on job_id, one document per job name whatever the namespace.
     coll.create_index([("job_id", 1)], unique=True)
@@ -48,7 +46,7 @@ def test_metadata_keyed_by_job_alone_becomes_keyed_by_namespace_and_job(mongo_db
         {"job_id": "tushare_quotes_sync", "display_name": INCUMBENT_NAME},  # the incumbent's
     ])
     mongo.ensure_indexes(mongo_db, mongo.SCHEDULER_COLLECTIONS)
-    assert migrate(mongo_db) == 0
+    assert migrate_metadata(mongo_db) is True
     assert migrate_metadata(mongo_db) is False  # idempotent: already dropped
     # Now the same job name has a document per namespace, and the old ones are kept as they were.
     coll.insert_one({"job_id": "tushare-quotes-sync", "namespace": "md-staging", "display_name": "Staging quotes"})

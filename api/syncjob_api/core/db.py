@@ -2,8 +2,7 @@
 
 The client comes from `syncjob.mongo.connect`, the factory every component shares: the database is the MONGO_URI's
 path (default tradingagents) and times come back as aware UTC datetimes. Index creation
-(after the metadata key's migration, `syncjob.migrations.migrate_metadata`, which the operator runs too) is retried
-until it succeeds, so an API started while MongoDB is down still gets its indexes once it is back.
+is retried until it succeeds, so an API started while MongoDB is down still gets its indexes once it is back.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from typing import Any
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
-from syncjob import migrations, mongo
+from syncjob import mongo
 from syncjob_api.core.config import Settings
 
 log = logging.getLogger(__name__)
@@ -39,7 +38,6 @@ class MongoStore:
             if self._indexed:
                 return True
             try:
-                migrations.migrate_metadata(self.db)  # the old unique key would refuse a second namespace's doc
                 mongo.ensure_indexes(self.db, mongo.SCHEDULER_COLLECTIONS, self.retention_days)
             except PyMongoError as exc:
                 log.warning("Failed to create indexes in database %s: %s", self.db.name, exc)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import AbstractContextManager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import Response
+from pymongo.errors import DuplicateKeyError
 
-from syncjob import mongo
+from syncjob import migrations, mongo
 from syncjob.runs import manual_job_name
 from syncjob_api import models
 from syncjob_api.api import responses
@@ -28,6 +29,7 @@ from syncjob_api.api.deps import (
     Offset,
     audited_action,
 )
+from syncjob_api.core.errors import Unavailable
 from syncjob_api.core.timefmt import now_iso, render, utcnow
 from syncjob_api.models import Envelope
 from syncjob_api.services import audit, executions, kubeops, trigger
@@ -158,14 +160,8 @@ def update_metadata(
         }
         a.details = dict(changes)
         now = utcnow()
-        stored = db[mongo.METADATA].find_one_and_update(
-            {"namespace": job.namespace, "job_id": job.name},
-            {"$set": {**changes, "updated_by": user.user, "updated_at": now},
-             "$setOnInsert": {"namespace": job.namespace, "job_id": job.name}},
-            upsert=True, return_document=True, projection={"_id": 0},
-        )
+        stored = _store_metadata(db, job, {**changes, "updated_by": user.user, "updated_at": now})
         ctx.metadata.invalidate()
-        stored = stored or {}
     return Envelope[models.JobMetadataPublic](
         data=models.JobMetadataPublic(
             job_id=job.name, namespace=job.namespace, display_name=stored.get("display_name"),
@@ -173,6 +169,28 @@ def update_metadata(
         ),
         message=f"任务 {job.name} 元数据已更新",
     )
+
+
+def _store_metadata(db: MongoDep, job: JobEntry, values: dict[str, Any]) -> dict[str, Any]:
+    """Upsert the job's document of its namespace. A duplicate key means the previous version's unique index on
+    job_id alone is still there (another namespace has a document of this name): it is dropped and the write made
+    again, or 503 saying what an administrator has to drop when MongoDB does not let the API drop it."""
+    for attempt in range(3):
+        try:
+            stored = db[mongo.METADATA].find_one_and_update(
+                {"namespace": job.namespace, "job_id": job.name},
+                {"$set": values, "$setOnInsert": {"namespace": job.namespace, "job_id": job.name}},
+                upsert=True, return_document=True, projection={"_id": 0},
+            )
+            return stored or {}
+        except DuplicateKeyError:
+            if attempt:  # two upserts raced under the new key; the retry updates the winner's document
+                continue
+            try:
+                migrations.migrate_metadata(db)
+            except migrations.MigrationRefused as exc:
+                raise Unavailable(str(exc)) from exc
+    raise Unavailable(f"could not write {mongo.METADATA} for {job.namespace}/{job.name}: duplicate key")
 
 
 @router.get("/{job_id}/history", response_model=Envelope[models.HistoryPage], responses=responses.READ_ONE,
