@@ -1,10 +1,18 @@
-"""Start-up migration of execution records written by earlier versions (docs/mongodb.md, "Schema versions").
+"""Start-up migrations of records written by earlier versions (docs/mongodb.md, "Schema versions").
 
 Schema 1 (before run ids carried their namespace) keyed a record by its Job name alone and stored execution_time
 in milliseconds. Schema 2 keys it `<namespace>.<job>` and stores seconds, as the incumbent's readers expect. The
 operator runs `migrate` at start-up; it is idempotent and safe to interrupt (the new document is written before
 the old one is removed, and a re-run finds whatever is left). The incumbent's own records (ObjectId ids, no
 namespace, seconds already) are left as they are.
+
+scheduler_metadata was keyed by job name alone (a unique index on `job_id`), so two namespaces' admins rewrote
+each other's display names. It is now keyed by (namespace, job_id), and its documents need no rewrite: ours already
+carry their namespace, and the incumbent's (no namespace) stay as they are and apply as a fallback only to jobs
+with no document of their own namespace. Only the old unique index must go, and dropping an index is a
+destructive action no component's MongoDB role has: `migrate_metadata` drops it when it is in the way (the API
+calls it when a metadata write hits it; MongoDB without roles, as in the test bed, lets it), and otherwise says
+what an administrator has to drop. It is idempotent.
 """
 
 from __future__ import annotations
@@ -14,13 +22,50 @@ import logging
 from typing import Any
 
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from syncjob import mongo
 from syncjob.executions import SCHEMA_VERSION
 from syncjob.runs import run_id
 
 log = logging.getLogger(__name__)
+
+
+_OLD_METADATA_KEY = [("job_id", 1)]
+
+
+class MigrationRefused(Exception):
+    """MongoDB refused a migration step this process has no privilege for; the message says what to do by hand."""
+
+
+def migrate_metadata(db: Database[Any]) -> bool:
+    """Drop scheduler_metadata's old unique index on `job_id` alone; True if this call dropped it, False if there
+    is none. MigrationRefused when MongoDB refuses to list or drop the index (a role without listIndexes and
+    dropIndex on the collection)."""
+    coll = db[mongo.METADATA]
+    try:
+        indexes = coll.index_information()
+    except OperationFailure as exc:
+        if exc.code == 26:  # NamespaceNotFound: no collection, no index
+            return False
+        raise MigrationRefused(_refused(exc)) from exc
+    for name, info in indexes.items():
+        if info.get("unique") and [(k, int(d)) for k, d in info.get("key", [])] == _OLD_METADATA_KEY:
+            try:
+                coll.drop_index(name)
+            except OperationFailure as exc:
+                if exc.code == 27:  # IndexNotFound: another process dropped it first
+                    return False
+                raise MigrationRefused(_refused(exc)) from exc
+            log.info("Dropped index %s of %s: metadata is now keyed by namespace and job", name, mongo.METADATA)
+            return True
+    return False
+
+
+def _refused(exc: OperationFailure) -> str:
+    return (f"MongoDB refused to drop the previous version's unique index on {mongo.METADATA}.job_id "
+            f"({exc.code}: {exc.details.get('errmsg') if exc.details else exc}); as an administrator, run "
+            f"db.{mongo.METADATA}.dropIndex('job_id_1')")
 
 
 def migrate(db: Database[Any], batch: int = 500) -> int:

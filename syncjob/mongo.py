@@ -49,15 +49,20 @@ SCHEDULER_COLLECTIONS = (
             (("status", ASCENDING), ("timestamp", DESCENDING)),
             (("job_id", ASCENDING), ("status", ASCENDING), ("execution_time", ASCENDING)),
             (("is_manual", ASCENDING), ("timestamp", DESCENDING)),
+            # A caller's namespaces: scoped lists, and the distinct namespaces the API checks a caller in.
+            (("namespace", ASCENDING), ("timestamp", DESCENDING)),
         ),
         ttl_field="timestamp",
     ),
     CollectionSpec(
         HISTORY,
-        indexes=((("job_id", ASCENDING), ("timestamp", DESCENDING)), (("status", ASCENDING),)),
+        indexes=((("job_id", ASCENDING), ("timestamp", DESCENDING)), (("status", ASCENDING),),
+                 (("namespace", ASCENDING), ("timestamp", DESCENDING))),
         ttl_field="timestamp",
     ),
-    CollectionSpec(METADATA, unique_key=("job_id",)),
+    # One document per (namespace, SyncJob name); the incumbent's documents have no namespace and serve as a
+    # fallback where a job has none of its own (syncjob.migrations.migrate_metadata).
+    CollectionSpec(METADATA, unique_key=("namespace", "job_id")),
     CollectionSpec(EXECUTION_TOMBSTONES, ttl_field="deleted_at"),
     CollectionSpec(RUN_SLOTS, indexes=((("run_id", ASCENDING),),)),
 )

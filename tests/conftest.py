@@ -20,6 +20,7 @@ from syncjob import names
 from syncjob.model import SyncJobSpec
 from testbed.cluster import LocalCluster
 from testbed.mongo import MongoServer
+from testbed.procs import wait_until
 
 INTEGRATION_FIXTURES = {"cluster", "k8s", "namespace", "mongo_server", "mongo_db", "mongo_client", "syncjob_crd"}
 
@@ -91,7 +92,10 @@ CRD_FILE = Path(__file__).resolve().parents[1] / "crds" / "syncjobs.sync.trading
 def syncjob_crd(cluster: LocalCluster) -> str:
     """The SyncJob CRD, installed from crds/ and Established."""
     cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{names.CRD_NAME}")
+    # kubectl wait fails at once ("status.conditions accessor error") when it reads the CRD before the API server
+    # has written any condition: poll until it succeeds.
+    wait_until(lambda: cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                                       f"crd/{names.CRD_NAME}") is not None, 60, "the CRD to be Established")
     return names.CRD_NAME
 
 

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from kubernetes import client
 from pymongo.database import Database
 
+from syncjob import mongo
 from syncjob_api.core.config import AuthMode, Settings
 from syncjob_api.core.db import MongoStore
 from syncjob_api.core.errors import Unavailable
@@ -39,6 +40,7 @@ class AppContext:
     metrics: Metrics
     job_list: JobListPayload = field(default_factory=JobListPayload)
     _operator: tuple[float, OperatorState] | None = None
+    _record_namespaces: tuple[float, frozenset[str]] | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
@@ -93,6 +95,19 @@ class AppContext:
         """The SyncJobs a job id may name (the name itself, or the SyncJob name of an underscore id)."""
         self.entries()
         return self.cache.lookup(normalise(job_id))
+
+    def known_namespaces(self, max_age_seconds: float = 10.0) -> set[str]:
+        """Namespaces that have SyncJobs now, or execution records or audit entries (those outlive their SyncJobs):
+        where a caller who may not read cluster-wide is asked about, one namespace at a time."""
+        spaces = {e.namespace for e in self.cache.entries()}
+        cached = self._record_namespaces
+        if cached is None or time.monotonic() - cached[0] >= max_age_seconds:
+            found = frozenset(
+                ns for coll in (mongo.EXECUTIONS, mongo.HISTORY)
+                for ns in self.db[coll].distinct("namespace") if isinstance(ns, str) and ns
+            )
+            cached = self._record_namespaces = (time.monotonic(), found)
+        return spaces | cached[1]
 
     def tz_for(self, job_id: str | None, namespace: str | None) -> ZoneInfo:
         if job_id and self.cache.synced:

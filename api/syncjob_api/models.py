@@ -64,7 +64,9 @@ class JobPublic(BaseModel):
     """A job as the jobs list shows it."""
 
     id: str = Field(description="The job id: the SyncJob name.")
-    name: str = Field(description="The SyncJob name (the seed's `name`, equal to `id`).")
+    name: str = Field(description="A human name, as the incumbent's were: the display name (else the SyncJob name), "
+                                  "containing the primary source's name as the incumbent spelled it (Tushare, "
+                                  "AKShare, BaoStock), appended in brackets when the display name lacks it.")
     namespace: str = Field(description="Namespace of the SyncJob.")
     display_name: str | None = Field(description="scheduler_metadata override, else spec.displayName.")
     description: str | None = Field(description="scheduler_metadata override, else spec.description.")
@@ -126,6 +128,12 @@ class JobDetail(JobPublic):
     created_at: str | None
     metadata_updated_by: str | None = Field(description="Who last set the display name or description.")
     metadata_updated_at: str | None
+    kwargs: dict[str, Any] = Field(description="The incumbent page's name for the task's parameters: spec.options.")
+    args: list[Any] = Field(default_factory=list, description="Always empty (the incumbent page's field).")
+    misfire_grace_time: int | None = Field(
+        description="The incumbent page's name for how late a run may start: spec.startingDeadlineSeconds.")
+    max_instances: int | None = Field(
+        description="Runs at once: 1 under concurrencyPolicy Forbid or Replace, null (no limit) under Allow.")
     status: JobStatusPublic
 
 
@@ -212,8 +220,13 @@ class ExecutionPublic(BaseModel):
     started_at: str | None = None
     finished_at: str | None = None
     timestamp: str | None = Field(default=None, description="When the record was created.")
-    execution_time: float | None = Field(default=None, description="Duration in seconds.")
-    progress: float | None = None
+    execution_time: float | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description="Duration in seconds (the incumbent's unit); for a running run, the seconds it has run so far. "
+                    "Left out when unknown, never null (the incumbent's page renders any value it finds).",
+    )
+    progress: float | None = Field(default=None, exclude_if=lambda v: v is None,
+                                   description="0-100; left out when unknown (the page renders any value it finds).")
     progress_message: str | None = None
     current_item: Any = None
     total_items: int | None = None
@@ -222,7 +235,10 @@ class ExecutionPublic(BaseModel):
     updated_at: str | None = None
     source_used: str | None = None
     source_attempts: Any = None
-    return_value: Any = None
+    return_value: str | None = Field(
+        default=None, description="The run's result as text, as the incumbent stored `str(result)`: our records' "
+                                  "counts as JSON text.")
+    result: Any = Field(default=None, description="The run's result as stored (the counts object of our records).")
     error_message: str | None = None
     traceback: str | None = None
     cancel_requested: bool | None = None
@@ -240,7 +256,8 @@ class LastExecutionBrief(BaseModel):
     run_id: str
     status: str | None
     timestamp: str | None
-    execution_time: float | None = Field(description="Duration in seconds.")
+    execution_time: float | None = Field(default=None, exclude_if=lambda v: v is None,
+                                         description="Duration in seconds; left out when unknown (a running run).")
 
 
 class ExecutionStats(BaseModel):
@@ -253,7 +270,8 @@ class ExecutionStats(BaseModel):
     cancelled: int
     skipped: int
     running: int = Field(description="Records running now.")
-    avg_execution_time: float = Field(description="Mean duration of successful runs, seconds (0 when none).")
+    avg_execution_time: float = Field(description="Mean duration of successful runs, seconds rounded to 2 places, "
+                                                  "as the incumbent's (0 when none).")
     p50_execution_time: float | None = Field(description="Median duration of successful runs, seconds.")
     p95_execution_time: float | None = Field(description="95th percentile duration of successful runs, seconds.")
     success_rate: float | None = Field(
@@ -274,6 +292,8 @@ class MarkFailedResult(BaseModel):
     execution_id: str
     status: str
     reason: str
+    stopped_pods: list[str] = Field(default_factory=list, description="Pods of the run's Job that were still "
+                                    "alive; their Job was deleted so that they stop.")
 
 
 class DeleteResult(BaseModel):

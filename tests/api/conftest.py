@@ -100,7 +100,7 @@ class Api:
         now = fields.pop("now", None) or dt.datetime.now(dt.UTC)
         doc = identity(run_id=self.run_id(job_name), job_id=job_id, namespace=self.namespace, job=job_name,
                        trigger="manual", force=False, scheduled_time=now, created=now)
-        doc.update(status=status, progress=0, **fields)
+        doc.update({"status": status, "progress": 0, **fields})
         self.db[mongo.EXECUTIONS].insert_one(doc)
         return doc
 
@@ -186,8 +186,13 @@ def api(make_api: Callable[..., Api]) -> Api:
     return make_api()
 
 
-def bind_roles(k8s: client.ApiClient, namespace: str) -> None:
-    """alice may read SyncJobs, bob may read and patch them, nobody has no binding."""
+VIEWER_AND_ADMIN = (("alice", "syncjob-viewer"), ("bob", "syncjob-admin"))
+
+
+def bind_roles(k8s: client.ApiClient, namespace: str,
+               bindings: tuple[tuple[str, str], ...] = VIEWER_AND_ADMIN) -> None:
+    """Roles syncjob-viewer (read SyncJobs) and syncjob-admin (also patch them) in the namespace, bound to users as
+    `bindings` says (by default alice viewer, bob admin; nobody has no binding)."""
     rbac = client.RbacAuthorizationV1Api(k8s)
     read = ["get", "list", "watch"]
     for role, verbs in (("syncjob-viewer", read), ("syncjob-admin", [*read, "patch"])):
@@ -195,7 +200,7 @@ def bind_roles(k8s: client.ApiClient, namespace: str) -> None:
             "metadata": {"name": role},
             "rules": [{"apiGroups": [names.GROUP], "resources": [names.PLURAL], "verbs": verbs}],
         })
-    for user, role in (("alice", "syncjob-viewer"), ("bob", "syncjob-admin")):
+    for user, role in bindings:
         rbac.create_namespaced_role_binding(namespace, {
             "metadata": {"name": f"{user}-{role}"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
@@ -203,12 +208,13 @@ def bind_roles(k8s: client.ApiClient, namespace: str) -> None:
         })
     authz = client.AuthorizationV1Api(k8s)
 
-    def bob_can_patch() -> bool:
-        review = authz.create_subject_access_review({"spec": {"user": "bob", "resourceAttributes": {
-            "group": names.GROUP, "resource": names.PLURAL, "verb": "patch", "namespace": namespace}}})
+    def allowed(user: str, verb: str) -> bool:
+        review = authz.create_subject_access_review({"spec": {"user": user, "resourceAttributes": {
+            "group": names.GROUP, "resource": names.PLURAL, "verb": verb, "namespace": namespace}}})
         return bool(review.status.allowed)
 
-    Api.wait_for(bob_can_patch, "RBAC bindings to take effect")
+    Api.wait_for(lambda: all(allowed(user, "patch" if role == "syncjob-admin" else "list")
+                             for user, role in bindings), "RBAC bindings to take effect")
 
 
 @pytest.fixture

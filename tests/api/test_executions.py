@@ -155,21 +155,52 @@ def test_mark_failed_closes_a_running_record_whose_pod_is_gone(api: Api) -> None
     assert entry["status"] == "success" and entry["details"] == {"reason": "node lost"}
 
 
-def test_mark_failed_refuses_a_finished_record_and_a_live_pod(api: Api) -> None:
+def test_mark_failed_refuses_a_finished_record(api: Api) -> None:
     api.create_syncjob("alpha")
     api.add_execution("alpha-ok", "alpha", status="success")
     r = api.post(f"/executions/{api.run_id('alpha-ok')}/mark-failed")
     assert r.status_code == 409 and "with status success" in r.json()["message"]
     assert api.execution("alpha-ok")["status"] == "success"  # type: ignore[index]
+
+
+def test_mark_failed_on_a_live_run_records_failed_and_stops_its_pod(api: Api) -> None:
+    """The incumbent's page offers 标记失败 on running rows and expects the run to end failed: the record is closed
+    failed first (no other writer's verdict can replace it), then the Job is deleted so its pod stops."""
+    api.create_syncjob("alpha")
     api.add_execution("alpha-live", "alpha", status="running")
-    client.CoreV1Api(api.k8s).create_namespaced_pod(api.namespace, {
-        "metadata": {"name": "alpha-live-abcde", "labels": {"job-name": "alpha-live"}},
+    batch, core = client.BatchV1Api(api.k8s), client.CoreV1Api(api.k8s)
+    job = batch.create_namespaced_job(api.namespace, {
+        "metadata": {"name": "alpha-live"},
+        "spec": {"suspend": True, "template": {"spec": {"restartPolicy": "Never", "containers": [
+            {"name": "sync", "image": "sync:test"}]}}},
+    })
+    core.create_namespaced_pod(api.namespace, {
+        "metadata": {"name": "alpha-live-abcde", "labels": {"job-name": "alpha-live"},
+                     "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "alpha-live",
+                                          "uid": job.metadata.uid}]},
         "spec": {"nodeSelector": {"testbed.syncjob.io/none": "true"},  # never scheduled: stays Pending
                  "containers": [{"name": "sync", "image": "sync:test"}]},
     })
-    r = api.post(f"/executions/{api.run_id('alpha-live')}/mark-failed")
-    assert r.status_code == 409 and "alpha-live-abcde (Pending)" in r.json()["message"]
-    assert api.execution("alpha-live")["status"] == "running"  # type: ignore[index]
+    r = api.post(f"/executions/{api.run_id('alpha-live')}/mark-failed", params={"reason": "进程已手动终止"})
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["stopped_pods"] == ["alpha-live-abcde (Pending)"]
+    assert "deleted Job alpha-live" in r.json()["message"]
+    record = api.execution("alpha-live")
+    assert record is not None
+    assert (record["status"], record["reason"], record["error_message"], record["closed_by"]) == (
+        "failed", "MarkedFailed", "进程已手动终止", "api")
+    assert record["stopped_pods"] == ["alpha-live-abcde (Pending)"]
+
+    def gone() -> bool:
+        try:
+            core.read_namespaced_pod("alpha-live-abcde", api.namespace)
+        except client.ApiException as exc:
+            return exc.status == 404
+        return False
+
+    api.wait_for(gone, "the pod to be deleted with its Job", timeout=30)
+    entry = api.history(action="mark-failed")[0]
+    assert entry["status"] == "success" and entry["details"]["deleted_job"] == "alpha-live"
 
 
 def test_delete_removes_a_finished_record_only(api: Api) -> None:

@@ -25,7 +25,8 @@ def test_lists_jobs_with_the_seeds_fields_and_next_run_in_the_job_time_zone(api:
     assert dt.datetime.fromisoformat(body["timestamp"]).utcoffset() is not None
     jobs = {j["id"]: j for j in body["data"]}
     quotes = jobs["tushare-quotes-sync"]
-    assert quotes["name"] == "tushare-quotes-sync" and quotes["namespace"] == api.namespace
+    assert quotes["name"] == "Tushare-实时行情同步" and quotes["namespace"] == api.namespace  # the page shows names
+    assert jobs["ny-daily"]["name"] == "ny-daily"  # no display name, no source the page knows
     assert quotes["display_name"] == "Tushare-实时行情同步" and quotes["description"] == "行情"
     assert quotes["task"] == "quotes" and quotes["sources"] == ["tushare", "akshare"]
     assert quotes["trigger"] == "*/5 9-15 * * 1-5 (Asia/Shanghai)"

@@ -133,15 +133,15 @@ OPERATOR_MUST_NOT: list[Rule] = [
 ]
 API_DOES: list[Rule] = [
     *((verb, SYNCJOBS, NS, None) for verb in ("get", "list", "watch", "patch")),
-    *((verb, "jobs.batch", NS, None) for verb in ("get", "list")),
+    *((verb, "jobs.batch", NS, None) for verb in ("get", "list", "delete")),  # delete: a run marked failed
     *((verb, "pods", NS, None) for verb in ("get", "list")),
     ("create", "tokenreviews.authentication.k8s.io", None, None),
     ("create", "subjectaccessreviews.authorization.k8s.io", None, None),
     ("get", "leases.coordination.k8s.io/syncjob-operator", SYSTEM, None),
 ]
 API_MUST_NOT: list[Rule] = [
-    ("delete", "jobs.batch", NS, None),
     ("create", "jobs.batch", NS, None),
+    ("patch", "jobs.batch", NS, None),
     ("patch", "cronjobs.batch", NS, None),
     ("delete", SYNCJOBS, NS, None),
     ("patch", SYNCJOBS, NS, "status"),
@@ -164,7 +164,7 @@ def test_api_may_do_what_it_does(installed: LocalCluster, namespace: str) -> Non
     _check(installed, API, _in(API_DOES, namespace), expected=True)
 
 
-def test_api_cannot_delete_jobs_or_read_secrets(installed: LocalCluster, namespace: str) -> None:
+def test_api_cannot_create_jobs_delete_pods_or_read_secrets(installed: LocalCluster, namespace: str) -> None:
     _check(installed, API, _in(API_MUST_NOT, namespace), expected=False)
 
 

@@ -7,11 +7,13 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
 from syncjob import mongo
-from syncjob.migrations import migrate
+from syncjob.migrations import migrate, migrate_metadata
 
 T0 = dt.datetime(2026, 11, 28, 8, 0, tzinfo=dt.UTC)
+INCUMBENT_NAME = "实时行情同步（Tushare）"  # noqa: RUF001 (the incumbent's full-width brackets)
 
 
 def test_schema_1_records_are_rekeyed_by_namespace_and_timed_in_seconds(mongo_db: Database[Any]) -> None:
@@ -33,3 +35,30 @@ def test_schema_1_records_are_rekeyed_by_namespace_and_timed_in_seconds(mongo_db
     assert coll.find_one({"_id": "tushare-quotes-sync-29400000"}) is None
     assert coll.find_one({"_id": "md-prod.tushare-quotes-sync-m0123456789"})["execution_time"] == 0
     assert coll.find_one({"_id": ObjectId(legacy)})["execution_time"] == 3.5  # the incumbent's: untouched
+
+
+def test_metadata_keyed_by_job_alone_becomes_keyed_by_namespace_and_job(mongo_db: Database[Any]) -> None:
+    coll = mongo_db[mongo.METADATA]
+    # As the previous version left it: a unique index on job_id, one document per job name whatever the namespace.
+    coll.create_index([("job_id", 1)], unique=True)
+    coll.insert_many([
+        {"job_id": "tushare-quotes-sync", "namespace": "md-prod", "display_name": "Prod quotes"},
+        {"job_id": "tushare_quotes_sync", "display_name": INCUMBENT_NAME},  # the incumbent's
+    ])
+    mongo.ensure_indexes(mongo_db, mongo.SCHEDULER_COLLECTIONS)
+    assert migrate_metadata(mongo_db) is True
+    assert migrate_metadata(mongo_db) is False  # idempotent: already dropped
+    # Now the same job name has a document per namespace, and the old ones are kept as they were.
+    coll.insert_one({"job_id": "tushare-quotes-sync", "namespace": "md-staging", "display_name": "Staging quotes"})
+    assert {(d.get("namespace"), d["display_name"]) for d in coll.find({}, {"_id": 0})} == {
+        ("md-prod", "Prod quotes"), ("md-staging", "Staging quotes"), (None, INCUMBENT_NAME)}
+    unique = [info["key"] for info in coll.index_information().values() if info.get("unique")]
+    assert unique == [[("namespace", 1), ("job_id", 1)]]
+    try:
+        coll.insert_one({"job_id": "tushare-quotes-sync", "namespace": "md-prod", "display_name": "again"})
+    except DuplicateKeyError:
+        pass
+    else:
+        raise AssertionError("a second document of the same namespace and job was accepted")
+    # Only-null namespace lookups match the incumbent's document (missing field), as the API's fallback does.
+    assert coll.count_documents({"namespace": {"$in": [None]}}) == 1

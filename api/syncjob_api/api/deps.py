@@ -1,9 +1,9 @@
-"""Dependencies of the routes, as Annotated aliases: Ctx, MongoDep, CurrentUser (a viewer), AdminUser.
+"""Dependencies of the routes, as Annotated aliases: Ctx, MongoDep, CurrentUser (a viewer), AdminUser, JobDep.
 
-Authentication comes first on every route (before parameters are looked at), then authorization: reads need
-`get` on SyncJobs, mutations `patch`. In Kubernetes mode the namespace at stake is the job's (or the execution
-record's) when the path names one, else WATCH_NAMESPACE (cluster-wide when empty). A refused mutation is written
-to the audit trail as `denied`.
+Authentication comes first on every route (before parameters are looked at), then authorization, in both auth
+modes the same way (services/access.py): reads return only the namespaces where the caller may `list` SyncJobs,
+a mutation needs `patch` in the namespace of the job (or the execution record) it changes. A refused mutation is
+written to the audit trail as `denied`.
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pymongo.database import Database
-from pymongo.errors import PyMongoError
 
 from syncjob_api import models
 from syncjob_api.context import AppContext
-from syncjob_api.core.errors import Unavailable
 from syncjob_api.core.security import Identity, Role, Verb
 from syncjob_api.services import audit, executions
-from syncjob_api.services.jobs import JobEntry, resolve
+from syncjob_api.services.access import Principal, Scope
+from syncjob_api.services.jobs import JobEntry
 
 bearer = HTTPBearer(
     auto_error=False, scheme_name="BearerToken",
@@ -42,6 +41,10 @@ NamespaceQuery = Annotated[str | None, Query(
     pattern=models.NAMESPACE_PATTERN, max_length=models.NAMESPACE_MAX,
     description="Only needed when the job name exists in several watched namespaces.",
 )]
+NamespaceFilter = Annotated[str | None, Query(
+    pattern=models.NAMESPACE_PATTERN, max_length=models.NAMESPACE_MAX,
+    description="Only this namespace's entries (among those the caller may list).",
+)]
 
 MAX_OFFSET = 1_000_000
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Entries to skip (0..1000000).")]
@@ -50,6 +53,7 @@ Limit200 = Annotated[int, Query(ge=1, le=200, description="Page size, 1..200.")]
 
 _JOB_ID = re.compile(models.JOB_ID_PATTERN)
 _EXECUTION_ID = re.compile(models.EXECUTION_ID_PATTERN)
+_NAMESPACE = re.compile(models.NAMESPACE_PATTERN)
 
 
 def get_ctx(request: Request) -> AppContext:
@@ -70,16 +74,8 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
 @dataclass(frozen=True)
-class Principal:
-    """The caller, with the role this request proved."""
-
-    user: str
-    role: Role
-
-
-@dataclass(frozen=True)
 class Target:
-    """What a request acts on, as far as can be told before its parameters are validated."""
+    """What a mutation acts on, as far as can be told before its parameters are validated."""
 
     namespace: str | None
     job_id: str | None
@@ -96,32 +92,34 @@ def _identity(ctx: AppContext, credentials: HTTPAuthorizationCredentials | None)
     return identity
 
 
-def _target(ctx: AppContext, request: Request, lookup_namespace: bool) -> Target:
-    home = ctx.settings.watch_namespace or None
+def _valid(value: Any, pattern: re.Pattern[str], max_length: int) -> str | None:
+    return value if isinstance(value, str) and len(value) <= max_length and pattern.match(value) else None
+
+
+def _target(principal: Principal, request: Request) -> Target | None:
+    """The namespace a mutation is decided in: the job's (among those the caller sees) or the record's. None when
+    the request names no single SyncJob (unknown, or ambiguous for this caller): the route answers 404 or 409."""
+    ctx = principal.ctx
     params = request.path_params
-    job_id, execution_id = params.get("job_id"), params.get("execution_id")
-    if isinstance(job_id, str) and _JOB_ID.match(job_id) and len(job_id) <= models.JOB_ID_MAX:
-        namespace = request.query_params.get("namespace")
-        try:
-            found = [c for c in ctx.candidates(job_id) if namespace in (None, c.namespace)]
-        except Unavailable:
-            found = []
-        if len(found) == 1:
+    job_id = _valid(params.get("job_id"), _JOB_ID, models.JOB_ID_MAX)
+    if job_id is not None:
+        namespace = _valid(request.query_params.get("namespace"), _NAMESPACE, models.NAMESPACE_MAX)
+        found = [c for c in ctx.candidates(job_id) if namespace in (None, c.namespace)]
+        visible = [c for c in found if principal.may(Verb.LIST, c.namespace)]
+        if len(visible) == 1:
+            return Target(visible[0].namespace, visible[0].name, job_id)
+        if len(found) == 1:  # it exists where the caller may not look: the patch check below refuses
             return Target(found[0].namespace, found[0].name, job_id)
-        return Target(home, job_id, job_id)
-    if (isinstance(execution_id, str) and _EXECUTION_ID.match(execution_id)
-            and len(execution_id) <= models.EXECUTION_ID_MAX):
-        if lookup_namespace:
-            doc = executions.collection(ctx.db).find_one(executions.id_query(execution_id),
-                                                         {"namespace": 1, "job_id": 1})
-            if doc is not None:
-                ns = doc.get("namespace")
-                job = doc.get("job_id")
-                return Target(ns if isinstance(ns, str) and ns else home, job if isinstance(job, str) else None,
-                              execution_id)
-        return Target(home, None, execution_id)
-    raw = job_id if isinstance(job_id, str) else execution_id if isinstance(execution_id, str) else None
-    return Target(home, None, raw[:120] if raw else None)
+        return None
+    execution_id = _valid(params.get("execution_id"), _EXECUTION_ID, models.EXECUTION_ID_MAX)
+    if execution_id is not None:
+        doc = executions.collection(ctx.db).find_one(executions.id_query(execution_id), {"namespace": 1, "job_id": 1})
+        if doc is None:
+            return None
+        ns, job = doc.get("namespace"), doc.get("job_id")
+        return Target(principal.home_of(ns if isinstance(ns, str) else None), job if isinstance(job, str) else None,
+                      execution_id)
+    return None
 
 
 def _where(namespace: str | None) -> str:
@@ -129,42 +127,57 @@ def _where(namespace: str | None) -> str:
 
 
 def require_viewer(request: Request, ctx: Ctx, credentials: Credentials) -> Principal:
-    identity = _identity(ctx, credentials)
-    namespace = _target(ctx, request, lookup_namespace=True).namespace if ctx.auth.needs_namespace else None
-    if not ctx.auth.allowed(identity, Verb.GET, namespace):
-        raise HTTPException(403, f"User {identity.user} may not read SyncJobs {_where(namespace)}")
-    return Principal(identity.user, identity.role or Role.VIEWER)
+    """Any authenticated caller; a read that names no job needs at least one namespace it may read (a job path is
+    checked in the job's namespace when the job is resolved)."""
+    principal = Principal(ctx, _identity(ctx, credentials))
+    if "job_id" not in request.path_params and principal.scope.empty:
+        home = ctx.settings.watch_namespace or None
+        where = _where(home) if home else "in any namespace"
+        raise HTTPException(403, f"User {principal.user} may not list SyncJobs {where}")
+    return principal
 
 
 def require_admin(request: Request, ctx: Ctx, credentials: Credentials) -> Principal:
-    identity = _identity(ctx, credentials)
-    target = _target(ctx, request, lookup_namespace=True) if ctx.auth.needs_namespace else None
-    namespace = target.namespace if target is not None else None
-    if ctx.auth.allowed(identity, Verb.PATCH, namespace):
-        return Principal(identity.user, Role.ADMIN)
-    if target is None:  # static mode: look the target up only to name it in the audit entry
-        try:
-            target = _target(ctx, request, lookup_namespace=True)
-        except PyMongoError:
-            target = Target(None, None, None)
+    """A caller that may patch SyncJobs in the namespace of what the request changes. A request that names no
+    single SyncJob or record goes on to its 404 or 409 only for a caller who may patch somewhere."""
+    principal = Principal(ctx, _identity(ctx, credentials), Role.ADMIN)
+    target = _target(principal, request)
+    if target is not None and principal.may(Verb.PATCH, target.namespace):
+        return principal
+    if target is None and principal.may_patch_somewhere():
+        return principal
+    target = target or Target(None, None, _raw_target(request))
     route = request.scope.get("route")
     action = (getattr(route, "openapi_extra", None) or {}).get("x-audit-action", "unknown")
-    needs = f"patch on SyncJobs {_where(namespace)}" if ctx.auth.needs_namespace else "the admin role"
-    message = f"User {identity.user} may not {action}: it needs {needs}"
+    where = _where(target.namespace) if target.namespace or target.job_id is None else "in its namespace"
+    message = f"User {principal.user} may not {action}: it needs patch on SyncJobs {where}"
     audit.write(ctx.db, job_id=target.job_id, namespace=target.namespace, action=action, status="denied",
-                user=identity.user, target=target.target, error_message=message)
+                user=principal.user, target=target.target, error_message=message)
     raise HTTPException(403, message)
+
+
+def _raw_target(request: Request) -> str | None:
+    raw = request.path_params.get("job_id") or request.path_params.get("execution_id")
+    return raw[:120] if isinstance(raw, str) and raw else None
 
 
 CurrentUser = Annotated[Principal, Depends(require_viewer)]
 AdminUser = Annotated[Principal, Depends(require_admin)]
 
 
-def job_entry(ctx: Ctx, job_id: JobIdPath, namespace: NamespaceQuery = None) -> JobEntry:
-    return resolve(ctx.candidates(job_id), job_id, namespace)
+def job_entry(user: CurrentUser, job_id: JobIdPath, namespace: NamespaceQuery = None) -> JobEntry:
+    return user.job(job_id, namespace)
 
 
 JobDep = Annotated[JobEntry, Depends(job_entry)]
+
+
+def scoped(scope: Scope, namespace: str | None) -> dict[str, Any]:
+    """The filter on `namespace` of a list: the caller's scope, narrowed to one namespace when asked (a namespace
+    the caller may not list gives nothing)."""
+    if namespace is None:
+        return scope.query()
+    return {"namespace": namespace if scope.sees(namespace) else {"$in": []}}
 
 
 def audited_action(action: models.Action) -> dict[str, Any]:

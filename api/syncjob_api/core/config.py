@@ -36,13 +36,16 @@ class Settings(BaseSettings):
     )
     auth_mode: AuthMode = Field(default=AuthMode.STATIC, description="static or kubernetes.")
     auth_tokens_file: Path | None = Field(
-        default=None, description="Static mode: YAML list of {token, user, role: viewer|admin}."
+        default=None, description="Static mode: YAML list of {token, user, role: viewer|admin, namespaces?: [...]} "
+                                  "(without namespaces, the role holds in every namespace)."
     )
     auth_cache_seconds: float = Field(
         default=10, ge=0, le=300,
         description="Kubernetes mode: how long a TokenReview or SubjectAccessReview answer is reused.",
     )
-    watch_namespace: str = Field(default="", description="Namespace whose SyncJobs are served; empty = all.")
+    watch_namespace: str = Field(
+        default="", description="Namespace whose SyncJobs are served; empty = all (each caller sees the namespaces "
+                                "it may list). Records with no namespace (the incumbent's) belong to it.")
     operator_namespace: str = Field(default="syncjob-system", description="Where the operator renews its Lease.")
     operator_lease_max_age_seconds: float = Field(
         default=45, gt=0, description="The operator counts as down when its Lease was renewed longer ago than this."

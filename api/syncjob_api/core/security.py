@@ -1,11 +1,15 @@
 """Who is calling and what they may do: bearer tokens in two modes, chosen by AUTH_MODE.
 
-- static: a YAML list of {token, user, role: viewer|admin}, mounted from a Secret. Good for development and tests.
-- kubernetes: a TokenReview says who the bearer is, and SubjectAccessReviews decide the role in the namespace at
-  stake: `get syncjobs` (group sync.tradingagents.io) makes a viewer, `patch syncjobs` an admin. Answers are kept for
-  a few seconds (AUTH_CACHE_SECONDS) so a burst of reads does not become a burst of reviews.
+- static: a YAML list of {token, user, role: viewer|admin, namespaces?: [...]}, mounted from a Secret. A token
+  with `namespaces` has its role in those namespaces only; one without has it in every namespace (and cluster-wide).
+- kubernetes: a TokenReview says who the bearer is, and SubjectAccessReviews decide what it may do in the namespace
+  at stake: `list syncjobs` (group sync.tradingagents.io) to read, `patch syncjobs` to change. Answers are kept for
+  a few seconds (AUTH_CACHE_SECONDS, a cachetools TTLCache) so a burst of reads, or one read over many
+  namespaces, does not become a burst of reviews.
 
-Reads need `get`, every mutation needs `patch`. Unknown tokens are indistinguishable from missing ones (401).
+Both modes answer the same question, `allowed(identity, verb, namespace)`, and `syncjob_api.services.access` asks it
+per namespace, so both scope reads and writes the same way. Unknown tokens are indistinguishable from missing ones
+(401).
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
-import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cachetools import TTLCache
 from kubernetes import client
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -34,9 +38,10 @@ class Role(StrEnum):
 
 
 class Verb(StrEnum):
-    """The SyncJob verb a request needs: get to read, patch to change."""
+    """The SyncJob verb a request needs: list to read (a namespace's jobs and records), patch to change."""
 
     GET = "get"
+    LIST = "list"
     PATCH = "patch"
 
 
@@ -47,12 +52,12 @@ class Identity:
     uid: str | None = None
     extra: dict[str, list[str]] = field(default_factory=dict, hash=False, compare=False)
     role: Role | None = None  # static mode only: the role is a property of the token
+    namespaces: frozenset[str] | None = None  # static mode only: where the role holds (None: everywhere)
 
 
 class Authenticator(ABC):
-    """Turns a bearer token into an identity, and answers whether it may use a verb on SyncJobs in a namespace."""
-
-    needs_namespace = False
+    """Turns a bearer token into an identity, and answers whether it may use a verb on SyncJobs in a namespace
+    (`namespace=None`: in every namespace, cluster-wide)."""
 
     @abstractmethod
     def authenticate(self, token: str) -> Identity | None: ...
@@ -67,6 +72,10 @@ class StaticToken(BaseModel):
     token: str = Field(min_length=16, description="At least 16 characters: no guessable default tokens.")
     user: str = Field(min_length=1)
     role: Role
+    namespaces: list[str] | None = Field(
+        default=None, min_length=1,
+        description="The namespaces where the role holds; left out, it holds in every namespace.",
+    )
 
 
 def _digest(token: str) -> bytes:
@@ -77,7 +86,11 @@ class StaticAuthenticator(Authenticator):
     def __init__(self, tokens: list[StaticToken]) -> None:
         if len({t.token for t in tokens}) != len(tokens):
             raise ValueError("the tokens file lists a token twice")
-        self._by_digest = {_digest(t.token): Identity(user=t.user, role=t.role) for t in tokens}
+        self._by_digest = {
+            _digest(t.token): Identity(user=t.user, role=t.role,
+                                       namespaces=None if t.namespaces is None else frozenset(t.namespaces))
+            for t in tokens
+        }
 
     @classmethod
     def from_file(cls, path: Path) -> StaticAuthenticator:
@@ -93,38 +106,40 @@ class StaticAuthenticator(Authenticator):
         return found
 
     def allowed(self, identity: Identity, verb: Verb, namespace: str | None) -> bool:
-        if verb is Verb.GET:
-            return identity.role in (Role.VIEWER, Role.ADMIN)
-        return identity.role is Role.ADMIN
+        if identity.namespaces is not None and (namespace is None or namespace not in identity.namespaces):
+            return False
+        if verb is Verb.PATCH:
+            return identity.role is Role.ADMIN
+        return identity.role in (Role.VIEWER, Role.ADMIN)
+
+
+_MISS = object()
 
 
 class _TtlCache:
+    """A thread-safe cachetools TTLCache; a TTL of 0 caches nothing."""
+
     def __init__(self, ttl: float, max_entries: int = 10000) -> None:
         self.ttl = ttl
-        self.max_entries = max_entries
-        self._items: dict[Any, tuple[float, Any]] = {}
+        self._items: TTLCache[Any, Any] | None = TTLCache(max_entries, ttl) if ttl > 0 else None
         self._lock = threading.Lock()
 
     def get(self, key: Any) -> tuple[bool, Any]:
+        if self._items is None:
+            return False, None
         with self._lock:
-            hit = self._items.get(key)
-            if hit is None or hit[0] < time.monotonic():
-                return False, None
-            return True, hit[1]
+            value = self._items.get(key, _MISS)
+        return (False, None) if value is _MISS else (True, value)
 
     def put(self, key: Any, value: Any) -> None:
-        if self.ttl <= 0:
+        if self._items is None:
             return
         with self._lock:
-            if len(self._items) >= self.max_entries:
-                self._items.clear()
-            self._items[key] = (time.monotonic() + self.ttl, value)
+            self._items[key] = value
 
 
 class KubernetesAuthenticator(Authenticator):
     """TokenReview and SubjectAccessReview through the API's own client (it needs `create` on both)."""
-
-    needs_namespace = True
 
     def __init__(self, api: client.ApiClient, cache_seconds: float) -> None:
         self._authn = client.AuthenticationV1Api(api)

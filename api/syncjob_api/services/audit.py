@@ -22,7 +22,7 @@ from syncjob import audit as syncjob_audit
 from syncjob import mongo
 from syncjob_api import models
 from syncjob_api.core.errors import Unavailable, describe_kube
-from syncjob_api.core.timefmt import render, zone
+from syncjob_api.core.timefmt import from_incumbent, render, zone
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,14 @@ def to_entry(doc: dict[str, Any], tz_name: str) -> models.HistoryEntry:
         action=_str(doc.get("action")), status=_str(doc.get("status")), user=_str(doc.get("user")),
         via=_str(doc.get("via")), target=_str(doc.get("target")),
         details=details if isinstance(details, dict) else None,
-        error_message=_str(doc.get("error_message")), timestamp=render(doc.get("timestamp"), tz),
+        error_message=_str(doc.get("error_message")), timestamp=render(_timestamp(doc), tz),
     )
+
+
+def _timestamp(doc: dict[str, Any]) -> Any:
+    """The entry's time; the incumbent's entries (no `via`) hold naive UTC+8 times."""
+    value = doc.get("timestamp")
+    return value if "via" in doc else from_incumbent(value)
 
 
 def _str(value: Any) -> str | None:

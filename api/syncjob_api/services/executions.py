@@ -4,9 +4,11 @@ runs of a SyncJob (concurrencyPolicy Forbid). Reads only: every write goes throu
 Every query takes its values from validated parameters (ids matched against a strict pattern, statuses against the
 enum), never a dict from the request, and each is served by an index of `syncjob.mongo.SCHEDULER_COLLECTIONS`:
 
-    page by job         {job_id: $in, [status], [is_manual]} sort timestamp desc   → (job_id, timestamp)
+    page by job         {job_id: $in, namespace: $in, [status], [is_manual]} sort timestamp desc
+                                                                                    → (job_id, timestamp)
     page by status      {status} sort timestamp desc                                → (status, timestamp)
     page by is_manual   {is_manual: $in} sort timestamp desc                        → (is_manual, timestamp)
+    page by namespaces  {namespace: $in} sort timestamp desc (a caller's scope)     → (namespace, timestamp)
     stats               $match job_id, $group status                                → (job_id, status, execution_time)
     percentiles         {job_id, status: success, execution_time >= 0} sort/skip   → (job_id, status, execution_time)
     last execution      {job_id} sort timestamp desc limit 1                        → (job_id, timestamp)
@@ -15,6 +17,8 @@ enum), never a dict from the request, and each is served by an index of `syncjob
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import math
 import re
 from collections.abc import Callable
@@ -30,7 +34,7 @@ from syncjob import mongo
 from syncjob.model import ExecutionStatus
 from syncjob.runs import split_run_id
 from syncjob_api import models
-from syncjob_api.core.timefmt import render
+from syncjob_api.core.timefmt import from_incumbent, render, utcnow
 
 TzFor = Callable[[str | None, str | None], ZoneInfo]
 _OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
@@ -48,13 +52,12 @@ def id_query(execution_id: str) -> dict[str, Any]:
     return {"_id": execution_id}
 
 
-def build_query(job_ids: list[str] | None, namespace: str | None, status: models.ExecutionStatusFilter | None,
-                is_manual: bool | None) -> dict[str, Any]:
-    query: dict[str, Any] = {}
+def build_query(job_ids: list[str] | None, namespaces: dict[str, Any] | None,
+                status: models.ExecutionStatusFilter | None, is_manual: bool | None) -> dict[str, Any]:
+    """`namespaces` is the filter on `namespace` (a caller's scope, `access.Scope.query`, or a job's namespaces)."""
+    query: dict[str, Any] = dict(namespaces or {})
     if job_ids:
         query["job_id"] = job_ids[0] if len(job_ids) == 1 else {"$in": list(job_ids)}
-    if namespace:
-        query["namespace"] = namespace
     if status is not None:
         query["status"] = status.value
     if is_manual is True:
@@ -78,26 +81,59 @@ def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def is_incumbent(doc: dict[str, Any]) -> bool:
+    """A record the incumbent wrote: an ObjectId, no schema version (its times are naive UTC+8)."""
+    return "schema_version" not in doc and not isinstance(doc.get("_id"), str)
+
+
+def _time(doc: dict[str, Any], name: str) -> Any:
+    value = doc.get(name)
+    return from_incumbent(value) if is_incumbent(doc) else value
+
+
+def _elapsed(doc: dict[str, Any]) -> float | None:
+    """Seconds a running run has been running so far (its record has no duration yet)."""
+    start = _time(doc, "started_at") or _time(doc, "timestamp")
+    if not isinstance(start, dt.datetime):
+        return None
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=dt.UTC)
+    return round(max(0.0, (utcnow() - start).total_seconds()), 3)
+
+
+def _return_value(value: Any) -> tuple[str | None, Any]:
+    """(return_value as the incumbent's string, the structured result): the incumbent stored `str(result)`."""
+    if value is None or isinstance(value, str):
+        return value, None
+    result = _jsonable(value)
+    return json.dumps(result, ensure_ascii=False, sort_keys=True), result
+
+
 def to_public(doc: dict[str, Any], tz: ZoneInfo) -> models.ExecutionPublic:
     run_id = str(doc.get("_id"))
+    status = _opt_str(doc.get("status"))
+    duration = _num(doc.get("execution_time"))
+    if status == ExecutionStatus.RUNNING.value:
+        duration = _elapsed(doc)
+    return_value, result = _return_value(doc.get("return_value"))
     data: dict[str, Any] = {
         "id": run_id, "legacy_id": run_id,
         "job_id": _opt_str(doc.get("job_id")), "job_name": _opt_str(doc.get("job_name")),
-        "namespace": _opt_str(doc.get("namespace")), "status": _opt_str(doc.get("status")),
+        "namespace": _opt_str(doc.get("namespace")), "status": status,
         "trigger": _opt_str(doc.get("trigger")),
         "is_manual": doc.get("is_manual") if isinstance(doc.get("is_manual"), bool) else None,
         "force": doc.get("force") if isinstance(doc.get("force"), bool) else None,
-        "execution_time": _num(doc.get("execution_time")), "progress": _num(doc.get("progress")),
+        "execution_time": duration, "progress": _num(doc.get("progress")),
         "progress_message": _opt_str(doc.get("progress_message")), "current_item": _jsonable(doc.get("current_item")),
         "total_items": _int(doc.get("total_items")), "processed_items": _int(doc.get("processed_items")),
         "source_used": _opt_str(doc.get("source_used")), "source_attempts": _jsonable(doc.get("source_attempts")),
-        "return_value": _jsonable(doc.get("return_value")), "error_message": _opt_str(doc.get("error_message")),
+        "return_value": return_value, "result": result, "error_message": _opt_str(doc.get("error_message")),
         "traceback": _opt_str(doc.get("traceback")),
         "cancel_requested": doc.get("cancel_requested") if isinstance(doc.get("cancel_requested"), bool) else None,
         "reason": _opt_str(doc.get("reason")),
     }
     for name in _TIME_FIELDS:
-        data[name] = render(doc.get(name), tz)
+        data[name] = render(_time(doc, name), tz)
     return models.ExecutionPublic(**data)
 
 
@@ -125,10 +161,10 @@ def page(db: Database[dict[str, Any]], query: dict[str, Any], limit: int, offset
     return models.ExecutionPage(items=items, total=total, limit=limit, offset=offset)
 
 
-def stats(db: Database[dict[str, Any]], job_ids: list[str], namespace: str | None,
+def stats(db: Database[dict[str, Any]], job_ids: list[str], namespaces: dict[str, Any] | None,
           tz: ZoneInfo) -> models.ExecutionStats:
     coll = collection(db)
-    match = build_query(job_ids, namespace, None, None)
+    match = build_query(job_ids, namespaces, None, None)
     counts: dict[str, int] = {}
     avg_success = 0.0
     timed_success = 0
@@ -140,11 +176,12 @@ def stats(db: Database[dict[str, Any]], job_ids: list[str], namespace: str | Non
         status = str(group["_id"])
         counts[status] = counts.get(status, 0) + int(group["count"])
         if status == ExecutionStatus.SUCCESS.value:
-            avg_success = round(float(group.get("avg") or 0.0), 3)
+            avg_success = round(float(group.get("avg") or 0.0), 2)  # the incumbent rounds to 2 places
             timed_success = int(group.get("timed") or 0)
     p50 = _percentile(coll, match, timed_success, 0.50)
     p95 = _percentile(coll, match, timed_success, 0.95)
-    last = coll.find_one(match, {"status": 1, "timestamp": 1, "execution_time": 1}, sort=[("timestamp", -1)])
+    last = coll.find_one(match, {"status": 1, "timestamp": 1, "execution_time": 1, "schema_version": 1},
+                         sort=[("timestamp", -1)])
     c = {s.value: counts.get(s.value, 0) for s in ExecutionStatus}
     judged = c["success"] + c["failed"] + c["missed"]
     return models.ExecutionStats(
@@ -154,7 +191,7 @@ def stats(db: Database[dict[str, Any]], job_ids: list[str], namespace: str | Non
         success_rate=round(c["success"] / judged, 4) if judged else None,
         last_execution=None if last is None else models.LastExecutionBrief(
             run_id=str(last["_id"]), status=_opt_str(last.get("status")),
-            timestamp=render(last.get("timestamp"), tz), execution_time=_num(last.get("execution_time")),
+            timestamp=render(_time(last, "timestamp"), tz), execution_time=_num(last.get("execution_time")),
         ),
     )
 
@@ -198,5 +235,5 @@ def k8s_job_name(doc: dict[str, Any]) -> str | None:
 
 def running_runs(db: Database[dict[str, Any]], namespace: str, job_ids: list[str]) -> list[str]:
     """Ids of a SyncJob's records that are running now (at most a few; oldest first)."""
-    query = {**build_query(job_ids, namespace, None, None), "status": ExecutionStatus.RUNNING.value}
+    query = {**build_query(job_ids, {"namespace": namespace}, None, None), "status": ExecutionStatus.RUNNING.value}
     return [str(d["_id"]) for d in collection(db).find(query, {"_id": 1}).sort("timestamp", 1).limit(20)]

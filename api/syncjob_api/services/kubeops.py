@@ -1,6 +1,6 @@
 """The API's writes to Kubernetes: merge patches on SyncJobs (field manager syncjob-api) and the reads a mutation
 needs (the SyncJob as the API server has it now, has the operator created the run's Job yet, is a run's pod still
-alive).
+alive), and the one deletion it makes: the Job of a run an admin marked failed, so that its pod stops.
 
 Pause and resume patch spec.paused; trigger and cancel set Flux-style request tokens as annotations, which the
 operator acknowledges in status. A token is new on every request, so each request is exactly one action; a trigger
@@ -77,3 +77,13 @@ def live_pods(api: client.ApiClient, namespace: str, job_name: str) -> list[str]
         namespace, label_selector=f"job-name={job_name}", _request_timeout=REQUEST_TIMEOUT)
     return [f"{p.metadata.name} ({p.status.phase})" for p in pods.items
             if p.status is not None and p.status.phase in LIVE_POD_PHASES]
+
+
+def delete_job(api: client.ApiClient, namespace: str, job_name: str) -> None:
+    """Delete a run's Job and, through the garbage collector, its pods (which get SIGTERM); gone already is fine."""
+    try:
+        client.BatchV1Api(api).delete_namespaced_job(job_name, namespace, propagation_policy="Background",
+                                                     _request_timeout=REQUEST_TIMEOUT)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise

@@ -1,5 +1,5 @@
 """/api/scheduler/executions: the execution records of every job, and the three record mutations (admin only):
-cancel a running run, mark a run whose pod is gone as failed, delete a finished record.
+cancel a running run, mark a running run failed (stopping its pod), delete a finished record.
 
 Each mutation writes the record through `syncjob.executions`, the state machine every writer shares: the cancel flag
 (`request_cancel`), the failed verdict (`close` as Writer.API) and the deletion that leaves a tombstone
@@ -12,6 +12,7 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
+from kubernetes.client.exceptions import ApiException
 
 from syncjob import names
 from syncjob.executions import Writer, close, delete_finished, request_cancel
@@ -25,9 +26,12 @@ from syncjob_api.api.deps import (
     ExecutionIdPath,
     Limit200,
     MongoDep,
+    NamespaceFilter,
     Offset,
     audited_action,
+    scoped,
 )
+from syncjob_api.core.errors import describe_kube
 from syncjob_api.models import Envelope
 from syncjob_api.services import audit, executions, kubeops
 from syncjob_api.services.jobs import normalise, stored_ids
@@ -44,15 +48,17 @@ JobIdQuery = Annotated[str | None, Query(
 @router.get("", response_model=Envelope[models.ExecutionPage], responses=responses.READ,
             summary="List executions")
 def list_executions(
-    user: CurrentUser, ctx: Ctx, db: MongoDep, job_id: JobIdQuery = None,
+    user: CurrentUser, ctx: Ctx, db: MongoDep, job_id: JobIdQuery = None, namespace: NamespaceFilter = None,
     status: Annotated[models.ExecutionStatusFilter | None, Query(description="Only runs in this status.")] = None,
     is_manual: Annotated[bool | None, Query(description="true: manual runs only; false: scheduled only.")] = None,
     limit: Limit200 = 50,
     offset: Offset = 0,
 ) -> Envelope[models.ExecutionPage]:
-    """Execution records of every job (records outlive their SyncJob until the retention expires), newest first."""
+    """Execution records of every job in the namespaces the caller may list (records outlive their SyncJob until
+    the retention expires), newest first. `job_id` without `namespace` gives that job name's records in every
+    namespace the caller sees (each record names its namespace)."""
     ids = stored_ids(normalise(job_id)) if job_id else None
-    query = executions.build_query(ids, None, status, is_manual)
+    query = executions.build_query(ids, scoped(user.scope, namespace), status, is_manual)
     data = executions.page(db, query, limit, offset, ctx.tz_for)
     return Envelope[models.ExecutionPage](data=data, message=f"获取到 {len(data.items)} 条执行记录")
 
@@ -98,15 +104,16 @@ def cancel_execution(user: AdminUser, ctx: Ctx, db: MongoDep,
 
 
 @router.post("/{execution_id}/mark-failed", response_model=Envelope[models.MarkFailedResult],
-             responses=responses.MUTATE, summary="Mark a stuck execution failed",
+             responses=responses.MUTATE, summary="Mark a running execution failed",
              openapi_extra=audited_action(models.Action.MARK_FAILED))
 def mark_failed(
     user: AdminUser, ctx: Ctx, db: MongoDep, execution_id: ExecutionIdPath,
     reason: Annotated[str, Query(min_length=1, max_length=500, description="Why; stored as the error message.")]
     = "用户手动标记为失败",
 ) -> Envelope[models.MarkFailedResult]:
-    """Admin. Only for a record that is running while no pod of its Job is Pending or Running (409 otherwise):
-    it is closed as failed with the reason. Finished records keep their verdict."""
+    """Admin. Closes a running record as failed (reason MarkedFailed, the given reason as its error message); when
+    its Job still has a Pending or Running pod, deletes that Job so the pod stops (the pod also stops on its own when
+    it notices that its record was closed). Finished records keep their verdict (409)."""
     with audit.audited(db, action=models.Action.MARK_FAILED, user=user.user, target=execution_id, job_id=None) as a:
         doc = executions.find(db, execution_id)
         run_id = str(doc["_id"])
@@ -116,19 +123,28 @@ def mark_failed(
         a.details = {"reason": reason}
         executions.require_running(doc, execution_id, "mark failed")
         job_name = executions.k8s_job_name(doc)
-        if namespace and job_name:
-            alive = kubeops.live_pods(ctx.kube, namespace, job_name)
-            if alive:
-                raise HTTPException(409, f"Cannot mark execution {execution_id} failed: its pod is alive "
-                                         f"({', '.join(alive)}); cancel it instead")
+        alive = kubeops.live_pods(ctx.kube, namespace, job_name) if namespace and job_name else []
+        # The verdict first: a Job deleted before it would let the operator close the record with its own.
         if not close(db, doc["_id"], ExecutionStatus.FAILED, Writer.API, reason="MarkedFailed",
-                     error_message=reason, marked_failed_by=user.user):  # another writer's verdict came first
+                     error_message=reason, marked_failed_by=user.user,
+                     stopped_pods=alive):  # another writer's verdict came first
             executions.require_running(executions.find(db, execution_id), execution_id, "mark failed")
             raise HTTPException(409, f"Cannot mark execution {execution_id} failed: it is no longer running")
-    log.info("Marked run %s failed (by %s): %s", run_id, user.user, reason)
+        stopped = ""
+        if alive and namespace and job_name:
+            a.details = {"reason": reason, "stopped_pods": alive, "deleted_job": job_name}
+            try:
+                kubeops.delete_job(ctx.kube, namespace, job_name)
+                stopped = f"; deleted Job {job_name} to stop its pod ({', '.join(alive)})"
+            except ApiException as exc:  # the record says failed; the pod stops when it notices
+                a.details["delete_error"] = describe_kube(exc)
+                stopped = (f"; could not delete Job {job_name} ({describe_kube(exc)}): its pod stops when it "
+                           "notices the closed record")
+    log.info("Marked run %s failed (by %s): %s%s", run_id, user.user, reason, stopped)
     return Envelope[models.MarkFailedResult](
-        data=models.MarkFailedResult(execution_id=run_id, status=ExecutionStatus.FAILED.value, reason=reason),
-        message="已标记为失败状态",
+        data=models.MarkFailedResult(execution_id=run_id, status=ExecutionStatus.FAILED.value, reason=reason,
+                                     stopped_pods=alive),
+        message="已标记为失败状态" + stopped,
     )
 
 

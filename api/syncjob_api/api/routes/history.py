@@ -1,4 +1,5 @@
-"""/api/scheduler/history: the audit trail of every job, filterable by job, status and action."""
+"""/api/scheduler/history: the audit trail of every job the caller may see, filterable by job, namespace, status
+and action."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from syncjob_api import models
 from syncjob_api.api import responses
-from syncjob_api.api.deps import Ctx, CurrentUser, Limit200, MongoDep, Offset
+from syncjob_api.api.deps import Ctx, CurrentUser, Limit200, MongoDep, NamespaceFilter, Offset, scoped
 from syncjob_api.models import Envelope
 from syncjob_api.services import audit
 from syncjob_api.services.jobs import normalise, stored_ids
@@ -21,13 +22,15 @@ def list_history(
     user: CurrentUser, ctx: Ctx, db: MongoDep,
     job_id: Annotated[str | None, Query(pattern=models.JOB_ID_PATTERN, max_length=models.JOB_ID_MAX,
                                         description="Only this job's entries.")] = None,
+    namespace: NamespaceFilter = None,
     status: Annotated[models.HistoryStatusFilter | None, Query(description="success, failed or denied.")] = None,
     action: Annotated[models.Action | None, Query(description="Only this action.")] = None,
     limit: Limit200 = 50,
     offset: Offset = 0,
 ) -> Envelope[models.HistoryPage]:
-    """Audited actions on every job, newest first (API requests, and the operator's handling of kubectl tokens)."""
-    query: dict[str, Any] = {}
+    """Audited actions on every job in the namespaces the caller may list, newest first (API requests, and the
+    operator's handling of kubectl tokens)."""
+    query: dict[str, Any] = scoped(user.scope, namespace)
     if job_id:
         ids = stored_ids(normalise(job_id))
         query["job_id"] = ids[0] if len(ids) == 1 else {"$in": ids}

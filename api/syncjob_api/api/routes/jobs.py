@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import AbstractContextManager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import Response
+from pymongo.errors import DuplicateKeyError
 
-from syncjob import mongo
+from syncjob import migrations, mongo
 from syncjob.runs import manual_job_name
 from syncjob_api import models
 from syncjob_api.api import responses
@@ -28,19 +29,25 @@ from syncjob_api.api.deps import (
     Offset,
     audited_action,
 )
+from syncjob_api.core.errors import Unavailable
 from syncjob_api.core.timefmt import now_iso, render, utcnow
 from syncjob_api.models import Envelope
 from syncjob_api.services import audit, executions, kubeops, trigger
-from syncjob_api.services.jobs import JobEntry, detail, resolve, stored_ids
+from syncjob_api.services.access import Principal
+from syncjob_api.services.jobs import JobEntry, detail, stored_ids
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
-def _job_query(ctx: Ctx, job: JobEntry) -> tuple[list[str], str | None]:
-    """job_id values of a job in MongoDB, and a namespace filter when its name exists in several namespaces."""
+def _job_query(ctx: Ctx, user: Principal, job: JobEntry) -> tuple[list[str], list[str | None]]:
+    """job_id values of a job's records in MongoDB, and the namespaces they may have: the job's, and none (the
+    incumbent's records) when the caller sees those and no other namespace has a job of this name."""
     shared = len(ctx.cache.lookup(job.name)) > 1
-    return stored_ids(job.name), (job.namespace if shared else None)
+    spaces: list[str | None] = [job.namespace]
+    if user.sees_legacy and not shared:
+        spaces.append(None)
+    return stored_ids(job.name), spaces
 
 
 def _audited(ctx: Ctx, action: models.Action, user: str, target: str) -> AbstractContextManager[audit.Audit]:
@@ -50,11 +57,12 @@ def _audited(ctx: Ctx, action: models.Action, user: str, target: str) -> Abstrac
 @router.get("", response_model=Envelope[list[models.JobPublic]], responses=responses.READ,
             summary="List jobs")
 def list_jobs(user: CurrentUser, ctx: Ctx) -> Response:
-    """Every SyncJob in the watched namespaces, from the watch-fed cache (no Kubernetes API call)."""
+    """Every SyncJob in the watched namespaces that the caller may list, from the watch-fed cache (no Kubernetes API
+    call)."""
     ctx.entries()  # 503 until the cache has loaded
     version, entries = ctx.cache.snapshot()
     meta_version, meta = ctx.metadata.snapshot()
-    data, count = ctx.job_list.get(entries, version, meta, meta_version)
+    data, count = ctx.job_list.get(entries, version, meta, meta_version, user.scope.key)
     head = json.dumps({"success": True, "message": f"获取到 {count} 个定时任务", "timestamp": now_iso()},
                       ensure_ascii=False).encode()
     return Response(head[:-1] + b', "data": ' + data + b"}", media_type="application/json")
@@ -64,14 +72,14 @@ def list_jobs(user: CurrentUser, ctx: Ctx) -> Response:
             summary="Get a job")
 def get_job(user: CurrentUser, ctx: Ctx, job: JobDep) -> Envelope[models.JobDetail]:
     """The job with the rest of its spec and its status."""
-    return Envelope[models.JobDetail](data=detail(job, ctx.metadata.all().get(job.name)),
+    return Envelope[models.JobDetail](data=detail(job, ctx.metadata.for_job(job.namespace, job.name)),
                                       message=f"获取任务 {job.name} 详情成功")
 
 
 def _set_paused(ctx: Ctx, user: AdminUser, job_id: str, namespace: str | None, paused: bool,
                 action: models.Action) -> Envelope[models.PauseResult]:
     with _audited(ctx, action, user.user, job_id) as a:
-        job = resolve(ctx.candidates(job_id), job_id, namespace)
+        job = user.job(job_id, namespace)
         a.job_id, a.target, a.namespace = job.name, job.name, job.namespace
         a.details = {"paused": paused, "was_paused": job.job.spec.paused}
         patched = kubeops.patch_syncjob(ctx.kube, job.namespace, job.name, {"spec": {"paused": paused}})
@@ -109,7 +117,7 @@ def trigger_job(
     the spec is invalid; 409 under concurrencyPolicy Forbid while a run is active, and for a forced request while an
     unforced one is pending. The answer names the run id, and whether the Job existed within a few seconds."""
     with _audited(ctx, models.Action.TRIGGER, user.user, job_id) as a:
-        job = resolve(ctx.candidates(job_id), job_id, namespace)
+        job = user.job(job_id, namespace)
         a.job_id, a.target, a.namespace = job.name, job.name, job.namespace
         a.details = {"force": force}
         req = trigger.request_run(ctx.kube, ctx.db, job.namespace, job.name, user.user, force,
@@ -145,21 +153,15 @@ def update_metadata(
 ) -> Envelope[models.JobMetadataPublic]:
     """Admin. Writes scheduler_metadata; a field left out is unchanged, null removes the override."""
     with _audited(ctx, models.Action.METADATA, user.user, job_id) as a:
-        job = resolve(ctx.candidates(job_id), job_id, namespace)
+        job = user.job(job_id, namespace)
         a.job_id, a.target, a.namespace = job.name, job.name, job.namespace
         changes: dict[str, str | None] = {
             k: getattr(body, k) for k in ("display_name", "description") if k in body.model_fields_set
         }
         a.details = dict(changes)
         now = utcnow()
-        stored = db[mongo.METADATA].find_one_and_update(
-            {"job_id": job.name},
-            {"$set": {**changes, "namespace": job.namespace, "updated_by": user.user, "updated_at": now},
-             "$setOnInsert": {"job_id": job.name}},
-            upsert=True, return_document=True, projection={"_id": 0},
-        )
+        stored = _store_metadata(db, job, {**changes, "updated_by": user.user, "updated_at": now})
         ctx.metadata.invalidate()
-        stored = stored or {}
     return Envelope[models.JobMetadataPublic](
         data=models.JobMetadataPublic(
             job_id=job.name, namespace=job.namespace, display_name=stored.get("display_name"),
@@ -169,15 +171,35 @@ def update_metadata(
     )
 
 
+def _store_metadata(db: MongoDep, job: JobEntry, values: dict[str, Any]) -> dict[str, Any]:
+    """Upsert the job's document of its namespace. A duplicate key means the previous version's unique index on
+    job_id alone is still there (another namespace has a document of this name): it is dropped and the write made
+    again, or 503 saying what an administrator has to drop when MongoDB does not let the API drop it."""
+    for attempt in range(3):
+        try:
+            stored = db[mongo.METADATA].find_one_and_update(
+                {"namespace": job.namespace, "job_id": job.name},
+                {"$set": values, "$setOnInsert": {"namespace": job.namespace, "job_id": job.name}},
+                upsert=True, return_document=True, projection={"_id": 0},
+            )
+            return stored or {}
+        except DuplicateKeyError:
+            if attempt:  # two upserts raced under the new key; the retry updates the winner's document
+                continue
+            try:
+                migrations.migrate_metadata(db)
+            except migrations.MigrationRefused as exc:
+                raise Unavailable(str(exc)) from exc
+    raise Unavailable(f"could not write {mongo.METADATA} for {job.namespace}/{job.name}: duplicate key")
+
+
 @router.get("/{job_id}/history", response_model=Envelope[models.HistoryPage], responses=responses.READ_ONE,
             summary="A job's action history")
 def job_history(user: CurrentUser, ctx: Ctx, db: MongoDep, job: JobDep, limit: Limit100 = 20,
                 offset: Offset = 0) -> Envelope[models.HistoryPage]:
     """Audited actions on this job (pause, resume, trigger, metadata, cancel, mark-failed, delete), newest first."""
-    ids, namespace = _job_query(ctx, job)
-    query: dict[str, object] = {"job_id": ids[0] if len(ids) == 1 else {"$in": ids}}
-    if namespace:
-        query["namespace"] = namespace
+    ids, spaces = _job_query(ctx, user, job)
+    query: dict[str, object] = {"job_id": ids[0] if len(ids) == 1 else {"$in": ids}, "namespace": {"$in": spaces}}
     data = audit.page(db, query, limit, offset, job.job.spec.time_zone)
     return Envelope[models.HistoryPage](data=data, message=f"获取到 {len(data.history)} 条操作记录")
 
@@ -191,8 +213,8 @@ def job_executions(
     limit: Limit200 = 50, offset: Offset = 0,
 ) -> Envelope[models.ExecutionPage]:
     """This job's execution records, newest first."""
-    ids, namespace = _job_query(ctx, job)
-    query = executions.build_query(ids, namespace, status, is_manual)
+    ids, spaces = _job_query(ctx, user, job)
+    query = executions.build_query(ids, {"namespace": {"$in": spaces}}, status, is_manual)
     data = executions.page(db, query, limit, offset, ctx.tz_for)
     return Envelope[models.ExecutionPage](data=data, message=f"获取到 {len(data.items)} 条执行记录")
 
@@ -201,6 +223,6 @@ def job_executions(
             responses=responses.READ_ONE, summary="A job's execution statistics")
 def job_execution_stats(user: CurrentUser, ctx: Ctx, db: MongoDep, job: JobDep) -> Envelope[models.ExecutionStats]:
     """Counts by status, mean, median and 95th percentile duration of successful runs, success rate, last run."""
-    ids, namespace = _job_query(ctx, job)
-    data = executions.stats(db, ids, namespace, job.tz)
+    ids, spaces = _job_query(ctx, user, job)
+    data = executions.stats(db, ids, {"namespace": {"$in": spaces}}, job.tz)
     return Envelope[models.ExecutionStats](data=data, message="获取执行统计成功")
