@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from syncjob import names
 from syncjob.model import Condition, ConditionStatus, SyncJob, SyncJobSpec
 from syncjob.runs import manual_run_id
+from syncjob_operator import podtemplate
 from syncjob_operator.settings import OperatorSettings
 
 CONTAINER_NAME = "sync"
@@ -165,7 +166,7 @@ def job_spec(sj: SyncJob, settings: OperatorSettings, trigger: str = "schedule",
         job["activeDeadlineSeconds"] = spec.active_deadline_seconds
     if settings.sync_service_account:
         job["template"]["spec"]["serviceAccountName"] = settings.sync_service_account
-    return job
+    return podtemplate.apply(job, podtemplate.merge(settings.sync_pod_template, spec.pod_template))
 
 
 def _owner(sj: SyncJob) -> dict[str, Any]:
