@@ -211,7 +211,7 @@ def content_hash(image: Image, base_id: str) -> str:
 
 
 def base_recipe_hash() -> str:
-    return hashlib.sha256(json.dumps([BASE_PACKAGES, BASE_DPKG_OPTS, BASE_REMOVE, "bookworm"]).encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps([BASE_PACKAGES, BASE_DPKG_OPTS, BASE_REMOVE, "bookworm", "merged-usr"]).encode()).hexdigest()[:12]
 
 
 def ensure_local_base(engine: Engine) -> str:
@@ -225,7 +225,9 @@ def ensure_local_base(engine: Engine) -> str:
     with tempfile.TemporaryDirectory(prefix="syncjob-base-") as tmp:
         tar = Path(tmp) / "base.tar"
         subprocess.run([
+            # The merged-usr hook sets up /usr without the usrmerge package, which would pull in all of perl.
             "mmdebstrap", "--variant=minbase", "--quiet", f"--include={','.join(BASE_PACKAGES)}",
+            "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
             *(f"--dpkgopt={opt}" for opt in BASE_DPKG_OPTS),
             "--customize-hook=rm -rf " + " ".join(f'"$1"/{p}' for p in BASE_REMOVE),
             "bookworm", str(tar),
