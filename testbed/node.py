@@ -226,9 +226,12 @@ class RealNode:
         return subprocess.run(["ctr", "--address", str(self.socket), "--namespace", "k8s.io", *args],
                               check=True, capture_output=True, stdin=input_file.open("rb") if input_file else None)
 
+    def crictl_argv(self) -> list[str]:
+        return [str(binaries.ensure("crictl")), "--runtime-endpoint", f"unix://{self.socket}",
+                "--image-endpoint", f"unix://{self.socket}", "--timeout", "20s"]
+
     def crictl(self, *args: str) -> str:
-        return subprocess.run([str(binaries.ensure("crictl")), "--runtime-endpoint", f"unix://{self.socket}",
-                               "--timeout", "20s", *args], check=True, capture_output=True, text=True).stdout
+        return subprocess.run([*self.crictl_argv(), *args], check=True, capture_output=True, text=True).stdout
 
     def start(self) -> RealNode:
         started = time.monotonic()
