@@ -35,9 +35,11 @@ CONTROLLERS = ",".join([
     "cronjob-controller", "job-controller", "garbage-collector-controller", "serviceaccount-controller",
     "serviceaccount-token-controller", "namespace-controller", "ttl-after-finished-controller",
 ])
-# Pods of a real kubelet mount the kube-root-ca.crt ConfigMap, which this controller publishes in every namespace.
-REAL_NODE_CONTROLLERS = CONTROLLERS + ",root-ca-certificate-publisher-controller"
-
+# With a real node, manifests/default's Deployments need their controllers, and pods of a real kubelet mount the
+# kube-root-ca.crt ConfigMap, which root-ca-certificate-publisher publishes in every namespace.
+REAL_NODE_CONTROLLERS = ",".join([
+    CONTROLLERS, "deployment-controller", "replicaset-controller", "root-ca-certificate-publisher-controller",
+])
 # kwok keeps the node alive (status, heartbeat, lease). Pods are run by our pod runner, not by kwok's stages: this
 # one pod stage matches nothing, which stops kwok from installing its default pod stages.
 KWOK_STAGES = """\

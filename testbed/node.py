@@ -14,6 +14,9 @@ What it changes on the machine, and undoes in `stop()`:
 - the cgroups the kubelet makes (`kubepods` in each cgroup v1 hierarchy), removed when empty;
 - iptables chains the kubelet adds that were not there before (its canary chains).
 
+What to undo is also written to `~/.cache/syncjob-operator/real-node.json` before the kubelet starts, so a run that
+was killed before it could clean up (SIGKILL, a CI timeout) is cleaned up by the next start.
+
 Debian's packages (containerd, runc, CNI plugins, gcc for the pause binary) are installed when missing; the pause
 image is compiled from `pause.c` in the Kubernetes module source and kept in podman's storage.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import shutil
 import subprocess
@@ -133,6 +137,29 @@ def _remove_empty_cgroups(name: str) -> None:
             top.rmdir()
 
 
+def _state_file() -> Path:
+    return images.cache_dir() / "real-node.json"
+
+
+def recover_from_a_killed_run() -> None:
+    """Undo what a previous node left behind when its test process died before stop() (by its recorded folder)."""
+    state_file = _state_file()
+    if not state_file.exists():
+        return
+    with contextlib.suppress(ValueError, OSError, KeyError):
+        state = json.loads(state_file.read_text())
+        workdir = Path(state["workdir"])
+        for pid in _pids_mentioning(str(workdir)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+        _kill_cgroup_members("kubepods")
+        unmount_all(workdir)
+        restore_sysctls(state["sysctls"])
+        _remove_empty_cgroups("kubepods")
+        _state_file().unlink(missing_ok=True)
+    state_file.unlink(missing_ok=True)
+
+
 def ensure_pause_image(engine: images.Engine) -> None:
     """The sandbox image, from upstream's pause.c compiled statically (no registry to pull it from)."""
     if engine.exists(PAUSE_IMAGE):
@@ -239,8 +266,11 @@ class RealNode:
         kubelet = binaries.ensure("kubelet")
         binaries.ensure("crictl")
         ensure_pause_image(images.Engine("podman"))
+        recover_from_a_killed_run()
         self.saved_sysctls = read_sysctls()
         self.chains_before = _iptables_chains()
+        _state_file().parent.mkdir(parents=True, exist_ok=True)
+        _state_file().write_text(json.dumps({"workdir": str(self.workdir), "sysctls": self.saved_sysctls}))
         ctr_dir = self.workdir / "containerd"
         (ctr_dir / "cni").mkdir(parents=True, exist_ok=True)
         (ctr_dir / "cni" / "10-loopback.conflist").write_text(
@@ -303,3 +333,4 @@ class RealNode:
             subprocess.run([tool, "-w", "-t", table, "-F", chain], capture_output=True)
             subprocess.run([tool, "-w", "-t", table, "-X", chain], capture_output=True)
         _remove_empty_cgroups("kubepods")
+        _state_file().unlink(missing_ok=True)

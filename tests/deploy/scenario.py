@@ -149,9 +149,9 @@ def kubectl_trigger(target: Target) -> dict[str, Any]:
 
 
 def admin_token(target: Target) -> str:
-    """A ServiceAccount bound to syncjob-admin, as docs/deploy.md shows for people and dashboards."""
+    """A ServiceAccount bound to syncjob-admin in every namespace (the API serves them all here)."""
     target.kubectl("create", "serviceaccount", "scenario-admin", "-n", target.namespace)
-    target.kubectl("create", "rolebinding", "scenario-admin", "-n", target.namespace,
+    target.kubectl("create", "clusterrolebinding", "scenario-admin",
                    "--clusterrole=syncjob-admin", f"--serviceaccount={target.namespace}:scenario-admin")
     return target.kubectl("create", "token", "scenario-admin", "-n", target.namespace).strip()
 

@@ -10,6 +10,7 @@ deployed scenario of tests/deploy/scenario.py, which hack/kind-e2e.sh runs too.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -31,6 +32,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(150
 
 @pytest.fixture(scope="module")
 def real_cluster() -> Iterator[LocalCluster]:
+    # SIGTERM (a CI timeout, a kill) would end pytest without teardown: make it an interrupt, so the node stops.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()
     built = images.build(list(IMAGES), "localhost", "testbed")
     built_at = time.monotonic()
@@ -49,6 +52,11 @@ def real_cluster() -> Iterator[LocalCluster]:
             print(f"\nKept the real node's files in {cluster.workdir}")
         else:
             cluster.cleanup()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def diagnose(cluster: LocalCluster) -> str:
