@@ -41,7 +41,7 @@ LOCAL_PREFIX = "localhost"
 DEBIAN_PACKAGES = {
     "podman": "podman", "buildah": "buildah", "runc": "runc", "mmdebstrap": "mmdebstrap",
     "containerd": "containerd", "ctr": "containerd", "/usr/lib/cni/loopback": "containernetworking-plugins",
-    "gcc": "gcc", "iptables": "iptables", "mount": "mount",
+    "gcc": "gcc", "mount": "mount",
 }
 
 # runc, not crun (crun refuses the hybrid cgroup layout); rlimits within the VM's hard limits (no CAP_SYS_RESOURCE).
@@ -108,7 +108,7 @@ def ensure_debian_packages(commands: list[str]) -> None:
     if not missing:
         return
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise ImageBuildError(f"Missing {', '.join(missing)}: install them (Debian: apt-get install {' '.join(missing)})")
+        raise ImageBuildError(f"Missing {', '.join(missing)}: install them (apt-get install {' '.join(missing)})")
     log(f"Installing {' '.join(missing)} from Debian's packages")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]
@@ -157,17 +157,17 @@ class Engine:
         return done
 
     def exists(self, ref: str) -> bool:
-        args = ("inspect", "--type", "image", ref) if self.name != "buildah" else ("inspect", "--type", "image", ref)
-        return self.run(*args, check=False).returncode == 0
+        return self.run("inspect", "--type", "image", ref, check=False).returncode == 0
 
     def image_id(self, ref: str) -> str:
         return self.run("inspect", "--type", "image", "--format", "{{.Id}}", ref).stdout.strip()
 
     def size(self, ref: str) -> int:
-        if self.name == "buildah":
-            out = self.run("inspect", "--type", "image", ref).stdout
-            info = json.loads(out)
-            return int(sum(layer.get("Size", 0) for layer in info.get("Docker", {}).get("history", [])) or 0)
+        if self.name == "buildah":  # buildah does not report sizes; podman reads the same storage
+            if shutil.which("podman") is None:
+                return 0
+            return int(subprocess.run(["podman", "image", "inspect", "--format", "{{.Size}}", ref], env=self.env,
+                                      capture_output=True, text=True, check=True).stdout.strip())
         return int(self.run("image", "inspect", "--format", "{{.Size}}", ref).stdout.strip())
 
     def tag(self, ref: str, new: str) -> None:
@@ -211,7 +211,8 @@ def content_hash(image: Image, base_id: str) -> str:
 
 
 def base_recipe_hash() -> str:
-    return hashlib.sha256(json.dumps([BASE_PACKAGES, BASE_DPKG_OPTS, BASE_REMOVE, "bookworm", "merged-usr"]).encode()).hexdigest()[:12]
+    recipe = [BASE_PACKAGES, BASE_DPKG_OPTS, BASE_REMOVE, "bookworm", "merged-usr"]
+    return hashlib.sha256(json.dumps(recipe).encode()).hexdigest()[:12]
 
 
 def ensure_local_base(engine: Engine) -> str:

@@ -37,6 +37,7 @@ from pathlib import Path
 import yaml
 
 from testbed import binaries, images, versions
+from testbed.gomod import GO_DIR
 from testbed.procs import Process, free_port, wait_until
 
 NODE_NAME = "testbed-node"
@@ -170,7 +171,7 @@ def ensure_pause_image(engine: images.Engine) -> None:
     source = Path(gomodcache) / f"k8s.io/kubernetes@{versions.KUBERNETES}/build/pause/linux/pause.c"
     if not source.is_file():
         subprocess.run(["go", "mod", "download", f"k8s.io/kubernetes@{versions.KUBERNETES}"],
-                       cwd=binaries.GO_DIR / "k8s", check=True, capture_output=True)
+                       cwd=GO_DIR / "k8s", check=True, capture_output=True)
     with tempfile.TemporaryDirectory(prefix="syncjob-pause-") as tmp:
         rootfs = Path(tmp) / "rootfs"
         rootfs.mkdir()

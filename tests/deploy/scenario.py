@@ -113,7 +113,8 @@ def prepare_namespace(target: Target, namespace: str, mongo_uri: str) -> None:
 
 def apply_samples(target: Target) -> None:
     """The incumbent's samples paused (they call the data sites) and the file-source demo job, all Ready."""
-    docs = kustomize(target, ROOT / "manifests" / "samples") + kustomize(target, ROOT / "manifests" / "samples" / "demo")
+    samples = ROOT / "manifests" / "samples"
+    docs = kustomize(target, samples) + kustomize(target, samples / "demo")
     for doc in docs:
         doc["spec"]["paused"] = True  # manual runs still start; nothing scheduled reaches the network
     tick = json.loads(json.dumps(next(d for d in docs if d["metadata"]["name"] == DEMO_JOB)))
@@ -230,7 +231,8 @@ def run(target: Target) -> dict[str, float]:
         log(f"{name} ...")
         result = step()
         target.timings[name] = time.monotonic() - started
-        detail = f" (record {result['_id']}: {result.get('status')})" if isinstance(result, dict) else ""
+        detail = (f" (record {result['_id']}: {result.get('status')}, {result.get('reason') or 'no reason'})"
+                  if isinstance(result, dict) else "")
         log(f"{name}: {target.timings[name]:.0f} s{detail}")
     return target.timings
 
