@@ -12,7 +12,9 @@ What it changes on the machine, and undoes in `stop()`:
 - the sysctls the kubelet sets machine-wide (`vm.overcommit_memory`, `kernel.panic`, `kernel.panic_on_oops`, ...),
   saved before it starts and written back;
 - the cgroups the kubelet makes (`kubepods` in each cgroup v1 hierarchy), removed when empty;
-- iptables chains the kubelet adds that were not there before (its canary chains).
+- iptables chains the kubelet adds that were not there before (its canary chains);
+- the folders the kubelet and the shims use at fixed paths (`/var/lib/kubelet/device-plugins`, the log links in
+  `/var/log/containers`, `/run/containerd`), when they did not exist before.
 
 What to undo is also written to `~/.cache/syncjob-operator/real-node.json` before the kubelet starts, so a run that
 was killed before it could clean up (SIGKILL, a CI timeout) is cleaned up by the next start.
@@ -23,6 +25,7 @@ image is compiled from `pause.c` in the Kubernetes module source and kept in pod
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import ctypes
 import json
@@ -48,6 +51,8 @@ KUBELET_SYSCTLS = (
     "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
 )
 IPTABLES_CHAINS = ("KUBE-KUBELET-CANARY", "KUBE-FIREWALL")
+# Folders the kubelet and containerd's shims use whatever their configuration says; removed if they made them.
+FIXED_PATHS = ("/var/lib/kubelet", "/var/log/containers", "/run/containerd")
 IPTABLES_TABLES = ("filter", "nat", "mangle")
 _MNT_DETACH = 2
 
@@ -138,6 +143,17 @@ def _remove_empty_cgroups(name: str) -> None:
             top.rmdir()
 
 
+def remove_fixed_paths(workdir: Path, made: list[str]) -> None:
+    """Remove the kubelet's log links into `workdir`, and the fixed folders that did not exist before the node."""
+    logs = Path("/var/log/containers")
+    for link in logs.iterdir() if logs.is_dir() else []:
+        with contextlib.suppress(OSError):
+            if link.is_symlink() and os.readlink(link).startswith(str(workdir) + "/"):
+                link.unlink()
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _state_file() -> Path:
     return images.cache_dir() / "real-node.json"
 
@@ -157,7 +173,7 @@ def recover_from_a_killed_run() -> None:
         unmount_all(workdir)
         restore_sysctls(state["sysctls"])
         _remove_empty_cgroups("kubepods")
-        _state_file().unlink(missing_ok=True)
+        remove_fixed_paths(workdir, state.get("made", []))
     state_file.unlink(missing_ok=True)
 
 
@@ -244,6 +260,7 @@ class RealNode:
     processes: list[Process] = field(default_factory=list)
     saved_sysctls: dict[str, str] = field(default_factory=dict)
     chains_before: set[tuple[str, str, str]] = field(default_factory=set)
+    made_paths: list[str] = field(default_factory=list)
     startup_seconds: float = 0.0
 
     @property
@@ -271,7 +288,9 @@ class RealNode:
         self.saved_sysctls = read_sysctls()
         self.chains_before = _iptables_chains()
         _state_file().parent.mkdir(parents=True, exist_ok=True)
-        _state_file().write_text(json.dumps({"workdir": str(self.workdir), "sysctls": self.saved_sysctls}))
+        self.made_paths = [p for p in FIXED_PATHS if not Path(p).exists()]
+        _state_file().write_text(json.dumps({"workdir": str(self.workdir), "sysctls": self.saved_sysctls,
+                                             "made": self.made_paths}))
         ctr_dir = self.workdir / "containerd"
         (ctr_dir / "cni").mkdir(parents=True, exist_ok=True)
         (ctr_dir / "cni" / "10-loopback.conflist").write_text(
@@ -302,8 +321,12 @@ class RealNode:
         self.processes.append(proc)
         return proc
 
+    def load_images(self, refs: list[str]) -> None:
+        """Copy images from podman's storage into containerd's (pods use imagePullPolicy: Never), two at a time."""
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(self.load_image, refs))
+
     def load_image(self, ref: str) -> None:
-        """Copy an image from podman's storage into containerd's (pods use imagePullPolicy: Never)."""
         engine = images.Engine("podman")
         with tempfile.NamedTemporaryFile(prefix="syncjob-image-", suffix=".tar", dir=self.workdir) as tar:
             subprocess.run(["podman", "save", "--format", "docker-archive", "-o", tar.name, ref], check=True,
@@ -334,4 +357,5 @@ class RealNode:
             subprocess.run([tool, "-w", "-t", table, "-F", chain], capture_output=True)
             subprocess.run([tool, "-w", "-t", table, "-X", chain], capture_output=True)
         _remove_empty_cgroups("kubepods")
+        remove_fixed_paths(self.workdir, self.made_paths)
         _state_file().unlink(missing_ok=True)

@@ -41,8 +41,7 @@ def real_cluster() -> Iterator[LocalCluster]:
     try:
         cluster.start(timeout=180)
         assert cluster.node is not None
-        for image in built:
-            cluster.node.load_image(f"localhost/{image.name}:testbed")
+        cluster.node.load_images([f"localhost/{image.name}:testbed" for image in built])
         print(f"\nImages {built_at - started:.0f} s ({', '.join(f'{b.name} {b.size / 1e6:.0f} MB' for b in built)}); "
               f"real node and images loaded {time.monotonic() - built_at:.0f} s")
         yield cluster
