@@ -13,6 +13,7 @@ was ever built before it was part of `make test`:
   Python 3.11) and passed as the `BASE_IMAGE` build argument, never retagged as the upstream image.
 - Each image is tagged by a content hash of its Dockerfile, the files it copies and its base, so an unchanged image
   is not rebuilt (podman's local storage persists on the machine), then tagged `REGISTRY/NAME:TAG` as well.
+- A new image must answer `--help` with a read-only root filesystem and no network, as a non-root user.
 - The build prints each image's size and build time.
 
 Standard library only, so `make images` needs no virtualenv. `python -m testbed.images --help` lists the options.
@@ -192,6 +193,19 @@ class Engine:
             raise ImageBuildError(f"{self.name} build -f {dockerfile.relative_to(ROOT)} failed (output above)")
 
 
+def smoke_test(engine: Engine, ref: str) -> None:
+    """The image answers --help with a read-only root filesystem, no network, as the non-root user it declares."""
+    if engine.name == "buildah":
+        return
+    run = ("run", "--rm", "--read-only", "--network=none")
+    helped = engine.run(*run, ref, "--help", check=False)
+    if helped.returncode != 0 or "usage" not in helped.stdout.lower():
+        raise ImageBuildError(f"{ref} --help failed (exit {helped.returncode}):\n{helped.stdout}{helped.stderr}")
+    uid = engine.run(*run, "--entrypoint", "id", ref, "-u").stdout.strip()
+    if uid == "0":
+        raise ImageBuildError(f"{ref} runs as root")
+
+
 def _hash_paths(digest: hashlib._Hash, paths: list[Path]) -> None:
     for path in sorted(paths):
         if path.is_dir():
@@ -274,6 +288,8 @@ def build(names: list[str], registry: str, tag: str, engine_name: str | None = N
         if rebuilt:
             log(f"Building {name} with {engine.name} on {base}")
             engine.build(ROOT / image.dockerfile, [local], {"BASE_IMAGE": base})
+            if name in SHIPPED:
+                smoke_test(engine, local)
         engine.tag(local, f"{registry}/{name}:{tag}")
         results.append(Built(name, local, engine.size(local), time.monotonic() - started, rebuilt))
     for b in results:

@@ -27,7 +27,10 @@ ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ("syncjob-operator", "syncjob-api", "syncjob-sync", "syncjob-secantusdb")
 MONGO_URI = "mongodb://127.0.0.1:17017/tradingagents"  # SecantusDB of manifests/testbed, on the node's network
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]
+pytestmark = [
+    pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500),
+    pytest.mark.skipif(os.geteuid() != 0, reason="a kubelet, containerd and mounts need root"),
+]
 
 
 @pytest.fixture(scope="module")
