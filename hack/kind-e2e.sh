@@ -86,17 +86,23 @@ YAML
 "${KUBECTL[@]}" apply --server-side -k "$WORK/e2e"
 "${KUBECTL[@]}" wait --for=condition=Established --timeout=60s crd/syncjobs.sync.tradingagents.io
 
-log "Creating the Secrets"
+log "Creating the Secrets and namespace $NS"
 PASSWORD=$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
 MONGO_URI="mongodb://root:$PASSWORD@syncjob-mongodb.$SYSTEM.svc.cluster.local:27017/tradingagents?authSource=admin"
 "${KUBECTL[@]}" create secret generic syncjob-mongodb -n "$SYSTEM" \
   --from-literal=MONGO_INITDB_ROOT_USERNAME=root --from-literal=MONGO_INITDB_ROOT_PASSWORD="$PASSWORD"
-"${KUBECTL[@]}" create secret generic syncjob-mongo -n "$SYSTEM" --from-literal=MONGO_URI="$MONGO_URI"
+"${KUBECTL[@]}" create namespace "$NS"
+"${KUBECTL[@]}" label namespace "$NS" pod-security.kubernetes.io/enforce=restricted
+for namespace in "$SYSTEM" "$NS"; do
+  "${KUBECTL[@]}" create secret generic syncjob-mongo -n "$namespace" --from-literal=MONGO_URI="$MONGO_URI"
+done
+"${KUBECTL[@]}" apply -k "$ROOT/manifests/sync-namespace" -n "$NS"
 
 log "Waiting for MongoDB"
 "${KUBECTL[@]}" rollout status -n "$SYSTEM" statefulset/syncjob-mongodb --timeout=300s
 
-# The scenario reaches the API and MongoDB through port-forwards; the pods use the in-cluster addresses.
+# The scenario reaches the API and MongoDB (as root) through port-forwards; the pods use in-cluster addresses and
+# the Secrets made above, so the scenario leaves the namespace $NS as it is.
 API_PORT=18000
 MONGO_PORT=18017
 "${KUBECTL[@]}" port-forward -n "$SYSTEM" svc/syncjob-api "$API_PORT:80" >"$WORK/pf-api.log" 2>&1 &
@@ -107,7 +113,6 @@ trap 'kill $FORWARDS 2>/dev/null || true; cleanup' EXIT
 
 log "Running the deployed scenario (tests/deploy/scenario.py, shared with make test's real-node test)"
 cd "$ROOT"
-"${PYTHON:-$ROOT/.venv/bin/python}" -m tests.deploy.scenario --context "kind-$CLUSTER" \
+"${PYTHON:-$ROOT/.venv/bin/python}" -m tests.deploy.scenario --context "kind-$CLUSTER" --namespace "$NS" \
   --api-url "http://127.0.0.1:$API_PORT" \
-  --mongo-uri "mongodb://root:$PASSWORD@127.0.0.1:$MONGO_PORT/tradingagents?authSource=admin&directConnection=true" \
-  --pod-mongo-uri "$MONGO_URI"
+  --mongo-uri "mongodb://root:$PASSWORD@127.0.0.1:$MONGO_PORT/tradingagents?authSource=admin&directConnection=true"

@@ -63,11 +63,11 @@ class CamelModel(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-# The pod contract's variables (DESIGN.md): the operator sets them, a pod template's extra env may not.
-CONTRACT_ENV = frozenset({
-    "SYNCJOB_NAMESPACE", "SYNCJOB_NAME", "SYNC_TASK", "SYNC_SOURCES", "SYNC_OPTIONS", "SYNC_TRADING_HOURS_ONLY",
-    "SYNC_FORCE", "SYNC_TRIGGER", "SYNC_RUN_ID", "SYNC_SCHEDULED_TIME", "MONGO_URI", "TUSHARE_TOKEN",
-})
+# The pod contract's variables (DESIGN.md) are the operator's: a pod template's extra env may not set them, nor any
+# future one (they all start with SYNC_ or SYNCJOB_).
+CONTRACT_ENV_PREFIXES = ("SYNC_", "SYNCJOB_")
+CONTRACT_ENV = frozenset({"MONGO_URI", "TUSHARE_TOKEN"})
+
 
 Quantity = int | float | str
 
@@ -96,7 +96,8 @@ class LocalObjectReference(CamelModel):
 class EnvVar(CamelModel):
     """A core/v1 EnvVar: a value, or a valueFrom (secretKeyRef, configMapKeyRef, fieldRef, resourceFieldRef)."""
 
-    name: str = Field(min_length=1, description="Variable name; the pod contract's own names are refused.")
+    name: str = Field(min_length=1, description="Variable name; the pod contract's own (SYNC_*, SYNCJOB_*, "
+                      "MONGO_URI, TUSHARE_TOKEN) are refused.")
     value: str | None = Field(default=None, description="Literal value.")
     value_from: dict[str, Any] | None = Field(default=None, description="Source of the value, as in core/v1.")
 
@@ -126,7 +127,8 @@ class PodTemplate(CamelModel):
     @field_validator("env")
     @classmethod
     def _not_the_contract(cls, env: list[EnvVar] | None) -> list[EnvVar] | None:
-        taken = sorted({e.name for e in env or []} & CONTRACT_ENV)
+        names_ = {e.name for e in env or []}
+        taken = sorted(n for n in names_ if n in CONTRACT_ENV or n.startswith(CONTRACT_ENV_PREFIXES))
         if taken:
             raise ValueError(f"env may not set the pod contract's variables: {', '.join(taken)}")
         return env

@@ -19,8 +19,8 @@ from pydantic import ValidationError
 from syncjob import names
 from syncjob.model import Condition, ConditionStatus, SyncJob, SyncJobSpec
 from syncjob.runs import manual_run_id
-from syncjob_operator import podtemplate
 from syncjob_operator.settings import OperatorSettings
+from syncjob_operator.sync_pod_template import apply_template, merge_templates
 
 CONTAINER_NAME = "sync"
 INSTANTIATE_ANNOTATION = "cronjob.kubernetes.io/instantiate"
@@ -166,7 +166,7 @@ def job_spec(sj: SyncJob, settings: OperatorSettings, trigger: str = "schedule",
         job["activeDeadlineSeconds"] = spec.active_deadline_seconds
     if settings.sync_service_account:
         job["template"]["spec"]["serviceAccountName"] = settings.sync_service_account
-    return podtemplate.apply(job, podtemplate.merge(settings.sync_pod_template, spec.pod_template))
+    return apply_template(job, merge_templates(settings.sync_pod_template, spec.pod_template))
 
 
 def _owner(sj: SyncJob) -> dict[str, Any]:

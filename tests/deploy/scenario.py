@@ -53,7 +53,7 @@ class Target:
     api_url: str  # the API, from this process (the Service's target port on 127.0.0.1 in the test bed)
     mongo_uri: str  # the database the operator, the API and the sync pods write, from this process
     stuck_mongo_uri: str  # a MONGO_URI the sync pods cannot reach (a closed loopback port)
-    pod_mongo_uri: str = ""  # MONGO_URI of the sync pods' Secret, when they reach the database by another address
+    pod_mongo_uri: str = ""  # MONGO_URI for the sync pods' Secret; empty: the caller made the Secret
     namespace: str = "market-data"
     stuck_namespace: str = "market-data-stuck"
     timings: dict[str, float] = field(default_factory=dict)
@@ -104,11 +104,18 @@ def wait_deployments(target: Target, timeout: float = 300) -> None:
 
 
 def prepare_namespace(target: Target, namespace: str, mongo_uri: str) -> None:
-    """What docs/deploy.md asks of each SyncJob namespace: manifests/sync-namespace and the MONGO_URI Secret."""
-    target.kubectl("create", "namespace", namespace)
+    """What docs/deploy.md asks of each SyncJob namespace: manifests/sync-namespace and the MONGO_URI Secret.
+
+    Kept as found where the caller prepared it already (hack/kind-e2e.sh makes the Secrets as docs/deploy.md does);
+    an empty `mongo_uri` leaves the Secret to the caller.
+    """
+    if not target.kubectl("get", "namespace", namespace, "--ignore-not-found", "-o", "name").strip():
+        target.kubectl("create", "namespace", namespace)
     target.kubectl("apply", "-k", str(ROOT / "manifests" / "sync-namespace"), "-n", namespace)
-    target.kubectl("create", "secret", "generic", "syncjob-mongo", "-n", namespace,
-                   f"--from-literal=MONGO_URI={mongo_uri}")
+    exists = target.kubectl("get", "secret", "syncjob-mongo", "-n", namespace, "--ignore-not-found", "-o", "name")
+    if mongo_uri and not exists.strip():
+        target.kubectl("create", "secret", "generic", "syncjob-mongo", "-n", namespace,
+                       f"--from-literal=MONGO_URI={mongo_uri}")
 
 
 def apply_samples(target: Target) -> None:
@@ -218,8 +225,7 @@ def run(target: Target) -> dict[str, float]:
     """Every step in order, with its wall time in `target.timings`."""
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("operator and API Deployments Ready", lambda: wait_deployments(target)),
-        ("namespace prepared",
-         lambda: prepare_namespace(target, target.namespace, target.pod_mongo_uri or target.mongo_uri)),
+        ("namespace prepared", lambda: prepare_namespace(target, target.namespace, target.pod_mongo_uri)),
         ("samples Ready", lambda: apply_samples(target)),
         ("scheduled tick", lambda: scheduled_tick(target)),
         ("kubectl trigger", lambda: kubectl_trigger(target)),
@@ -242,7 +248,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--context", default="", help="kubectl context (hack/kind-e2e.sh: kind-<cluster>)")
     parser.add_argument("--api-url", required=True, help="the API from here, e.g. a port-forward of its Service")
     parser.add_argument("--mongo-uri", required=True, help="the MongoDB the product writes, from here")
-    parser.add_argument("--pod-mongo-uri", required=True, help="MONGO_URI for the sync pods' namespace Secret")
+    parser.add_argument("--namespace", default="market-data", help="the SyncJob namespace")
+    parser.add_argument("--pod-mongo-uri", default="",
+                        help="MONGO_URI for the sync pods' Secret there (default: the Secret exists already)")
     parser.add_argument("--stuck-mongo-uri", default="mongodb://127.0.0.1:9/tradingagents?serverSelectionTimeoutMS=2000",
                         help="a MONGO_URI the sync pods cannot reach, for the cancel")
     args = parser.parse_args(argv)
@@ -254,7 +262,8 @@ def main(argv: list[str] | None = None) -> None:
             raise ScenarioError(f"kubectl {' '.join(kargs)}: {done.stderr.strip()}")
         return done.stdout
 
-    run(Target(kubectl, args.api_url, args.mongo_uri, args.stuck_mongo_uri, pod_mongo_uri=args.pod_mongo_uri))
+    run(Target(kubectl, args.api_url, args.mongo_uri, args.stuck_mongo_uri, pod_mongo_uri=args.pod_mongo_uri,
+               namespace=args.namespace))
     log("PASSED")
 
 

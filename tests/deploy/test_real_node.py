@@ -100,11 +100,14 @@ def test_manifests_default_runs_on_a_real_node(real_cluster: LocalCluster) -> No
     cluster.kubectl("create", "configmap", "syncjob-testbed-apiserver", "-n", scenario.SYSTEM,
                     "--from-literal=KUBERNETES_SERVICE_HOST=127.0.0.1",
                     f"--from-literal=KUBERNETES_SERVICE_PORT={cluster.api_port}")
-    cluster.kubectl("create", "secret", "generic", "syncjob-mongo", "-n", scenario.SYSTEM,
-                    f"--from-literal=MONGO_URI={MONGO_URI}")
+    # SecantusDB has no users: every component's Secret holds the same URI (syncjob-mongo as shipped here; the
+    # per-component names for manifests that give each component its own MongoDB user).
+    for secret in ("syncjob-mongo", "syncjob-mongo-operator", "syncjob-mongo-api"):
+        cluster.kubectl("create", "secret", "generic", secret, "-n", scenario.SYSTEM,
+                        f"--from-literal=MONGO_URI={MONGO_URI}")
     api_port = service_target_port(cluster, scenario.SYSTEM, "syncjob-api", "syncjob-api")
     target = scenario.Target(
-        kubectl=cluster.kubectl, api_url=f"http://127.0.0.1:{api_port}", mongo_uri=MONGO_URI,
+        kubectl=cluster.kubectl, api_url=f"http://127.0.0.1:{api_port}", mongo_uri=MONGO_URI, pod_mongo_uri=MONGO_URI,
         stuck_mongo_uri=f"mongodb://127.0.0.1:{free_port()}/tradingagents?serverSelectionTimeoutMS=2000",
     )
     try:

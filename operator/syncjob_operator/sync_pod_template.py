@@ -33,7 +33,7 @@ def _merge_env(base: list[EnvVar] | None, top: list[EnvVar] | None) -> list[EnvV
     return list(merged.values())
 
 
-def merge(defaults: PodTemplate | None, override: PodTemplate | None) -> PodTemplate:
+def merge_templates(defaults: PodTemplate | None, override: PodTemplate | None) -> PodTemplate:
     """The SyncJob's template over the operator's defaults: maps by key, env by name, the rest replaced."""
     base, top = defaults or PodTemplate(), override or PodTemplate()
     resources = None
@@ -51,7 +51,7 @@ def merge(defaults: PodTemplate | None, override: PodTemplate | None) -> PodTemp
     )
 
 
-def apply(job: dict[str, Any], template: PodTemplate) -> dict[str, Any]:
+def apply_template(job: dict[str, Any], template: PodTemplate) -> dict[str, Any]:
     """A copy of the Job spec `job` with the template applied to its pod and its first (sync) container."""
     job = copy.deepcopy(job)
     pod = job["template"]["spec"]

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from syncjob_operator import builders, podtemplate
+from syncjob_operator import builders
 from syncjob_operator.settings import OperatorSettings
+from syncjob_operator.sync_pod_template import merge_templates
 
 from syncjob.model import PodTemplate, SyncJob
 
@@ -92,5 +93,5 @@ def test_the_pod_contracts_variables_are_refused() -> None:
 
 
 def test_merge_of_nothing_is_empty() -> None:
-    assert podtemplate.merge(None, None) == PodTemplate()
-    assert podtemplate.merge(PodTemplate(host_network=True), None).host_network is True
+    assert merge_templates(None, None) == PodTemplate()
+    assert merge_templates(PodTemplate(host_network=True), None).host_network is True
