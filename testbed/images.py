@@ -42,7 +42,7 @@ LOCAL_PREFIX = "localhost"
 DEBIAN_PACKAGES = {
     "podman": "podman", "buildah": "buildah", "runc": "runc", "mmdebstrap": "mmdebstrap",
     "containerd": "containerd", "ctr": "containerd", "/usr/lib/cni/loopback": "containernetworking-plugins",
-    "gcc": "gcc", "mount": "mount",
+    "gcc": "gcc", "/usr/include/stdio.h": "libc6-dev", "mount": "mount",
 }
 
 # runc, not crun (crun refuses the hybrid cgroup layout); rlimits within the VM's hard limits (no CAP_SYS_RESOURCE).

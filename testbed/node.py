@@ -181,7 +181,7 @@ def ensure_pause_image(engine: images.Engine) -> None:
     """The sandbox image, from upstream's pause.c compiled statically (no registry to pull it from)."""
     if engine.exists(PAUSE_IMAGE):
         return
-    images.ensure_debian_packages(["gcc"])
+    images.ensure_debian_packages(["gcc", "/usr/include/stdio.h"])
     gomodcache = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True,
                                 check=True).stdout.strip()
     source = Path(gomodcache) / f"k8s.io/kubernetes@{versions.KUBERNETES}/build/pause/linux/pause.c"
