@@ -24,6 +24,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -164,28 +165,39 @@ def admin_token(target: Target) -> str:
     return target.kubectl("create", "token", "scenario-admin", "-n", target.namespace).strip()
 
 
-def call_api(target: Target, method: str, path: str, token: str) -> dict[str, Any]:
+def call_api(target: Target, method: str, path: str, token: str) -> tuple[int, dict[str, Any]]:
+    """The status code and the JSON envelope of one API call."""
     request = urllib.request.Request(f"{target.api_url}{path}", method=method,
                                      headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        body: dict[str, Any] = json.loads(response.read())
-    return body
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def no_active_run(target: Target, namespace: str, job: str) -> bool:
+    out = target.kubectl("get", "sj", job, "-n", namespace, "-o", "jsonpath={.status.active}")
+    return out.strip() in ("", "[]")
 
 
 def api_trigger(target: Target) -> dict[str, Any]:
     token = admin_token(target)
-    health = eventually(lambda: call_api(target, "GET", "/api/scheduler/health", token), 60, "the API's health")
+    code, health = eventually(lambda: (r := call_api(target, "GET", "/api/scheduler/health", token))[0] == 200 and r,
+                              60, "the API's health")
     if not health.get("success"):
         raise ScenarioError(f"GET /api/scheduler/health: {health}")
+    # The previous run's Job must have left status.active, or the API answers 409 (a run is active).
+    eventually(lambda: no_active_run(target, target.namespace, DEMO_JOB), 60, "no active run of the demo job")
     before = {r["_id"] for r in records(target, target.namespace, DEMO_JOB)}
-    answer = call_api(target, "POST", f"/api/scheduler/jobs/{DEMO_JOB}/trigger", token)
-    if not answer.get("success"):
-        raise ScenarioError(f"POST trigger: {answer}")
+    code, answer = call_api(target, "POST", f"/api/scheduler/jobs/{DEMO_JOB}/trigger", token)
+    if code != 200 or not answer.get("success"):
+        raise ScenarioError(f"POST /api/scheduler/jobs/{DEMO_JOB}/trigger: {code} {answer}")
     runs = _new_final_records(target, target.namespace, DEMO_JOB, before, {"success"}, 120,
                               "the API-triggered run to succeed")
     if len(runs) != 1 or runs[0].get("trigger") != "manual":
         raise ScenarioError(f"want one manual record, got {[(r['_id'], r.get('trigger')) for r in runs]}")
-    listed = call_api(target, "GET", f"/api/scheduler/jobs/{DEMO_JOB}/executions", token)
+    _, listed = call_api(target, "GET", f"/api/scheduler/jobs/{DEMO_JOB}/executions", token)
     if runs[0]["_id"] not in json.dumps(listed, ensure_ascii=False):
         raise ScenarioError(f"the API does not list run {runs[0]['_id']}: {listed}")
     return runs[0]
