@@ -193,7 +193,9 @@ class LocalCluster:
                 f"--cert-dir={pki / 'scheduler'}", "--v=0",
             ])
             if self.real_node:
-                self.node = RealNode(self.workdir / "node", self.kubeconfig, self.logs).start()
+                # Assigned before it starts, so that stop() undoes a start that failed half-way.
+                self.node = RealNode(self.workdir / "node", self.kubeconfig, self.logs)
+                self.node.start()
                 wait_until(self._node_ready, timeout + 60, f"node {self.node_name} Ready")
                 wait_until(self._default_service_account, 30, "the default ServiceAccount")
                 self.startup_seconds = time.monotonic() - started
