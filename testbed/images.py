@@ -171,6 +171,13 @@ class Engine:
                                       capture_output=True, text=True, check=True).stdout.strip())
         return int(self.run("image", "inspect", "--format", "{{.Size}}", ref).stdout.strip())
 
+    def remove_stale(self, name: str, keep: str) -> None:
+        """Untag this image's builds of older inputs (`h-*` tags), so the image store does not grow run by run."""
+        listed = self.run("images", "--format", "{{.Repository}}:{{.Tag}}", f"{LOCAL_PREFIX}/{name}", check=False)
+        stale = [ref for ref in listed.stdout.split() if ":h-" in ref and ref != keep]
+        if stale:
+            self.run("rmi", *stale, check=False)
+
     def tag(self, ref: str, new: str) -> None:
         self.run("tag", ref, new)
 
@@ -290,6 +297,7 @@ def build(names: list[str], registry: str, tag: str, engine_name: str | None = N
             engine.build(ROOT / image.dockerfile, [local], {"BASE_IMAGE": base})
             if name in SHIPPED:
                 smoke_test(engine, local)
+            engine.remove_stale(name, local)
         engine.tag(local, f"{registry}/{name}:{tag}")
         results.append(Built(name, local, engine.size(local), time.monotonic() - started, rebuilt))
     for b in results:
