@@ -49,7 +49,7 @@ lint: venv ## ruff, mypy --strict on the packages, import-linter layers.
 ##@ Test
 
 .PHONY: test
-test: venv binaries ## Run every test: unit, and integration on a local control plane and SecantusDB.
+test: venv binaries ## Run every test: unit, integration on a local control plane and SecantusDB, the images on a real node.
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -73,11 +73,9 @@ cluster: venv binaries ## Start only the local control plane (writes .demo/env);
 ##@ Images and deployment
 
 .PHONY: images
-images: ## Build the operator, API and sync images (needs Docker).
-	docker build -f operator/Dockerfile -t $(IMG_REGISTRY)/syncjob-operator:$(IMG_TAG) .
-	docker build -f api/Dockerfile -t $(IMG_REGISTRY)/syncjob-api:$(IMG_TAG) .
-	docker build -f sync_image/Dockerfile -t $(IMG_REGISTRY)/syncjob-sync:$(IMG_TAG) .
+images: ## Build the operator, API and sync images: with Docker if it runs, else podman or buildah (BASE_IMAGE=...).
+	$(PYTHON) -m testbed.images --registry $(IMG_REGISTRY) --tag $(IMG_TAG)
 
 .PHONY: kind-e2e
-kind-e2e: images ## End-to-end on kind (needs Docker and kind): apply manifests, trigger a run, check MongoDB.
+kind-e2e: venv images ## End-to-end on kind (needs Docker and kind): the deployed scenario of tests/deploy on manifests/default.
 	hack/kind-e2e.sh $(IMG_REGISTRY) $(IMG_TAG)

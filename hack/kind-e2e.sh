@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# End-to-end on kind (needs Docker, kind and kubectl): install manifests/default with the images just built, run
-# the demo's file-source SyncJob once through a kubectl trigger, and check its record and its data in MongoDB.
+# End-to-end on kind (needs Docker, kind and kubectl): install manifests/default with the images just built, then
+# run the deployed scenario that `make test` runs on its real node (tests/deploy/scenario.py): Deployments Ready,
+# samples Ready, a scheduled tick, a kubectl trigger, an API trigger and a cancel, with their records in MongoDB.
 #
 #   hack/kind-e2e.sh REGISTRY TAG      (make kind-e2e builds the images first, then runs this)
 #
@@ -12,7 +13,6 @@ TAG=${2:?usage: hack/kind-e2e.sh REGISTRY TAG}
 CLUSTER=${KIND_CLUSTER:-syncjob-e2e}
 SYSTEM=syncjob-system
 NS=market-data
-JOB=demo-file-daily
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d)
 KUBECTL=(kubectl --context "kind-$CLUSTER")
@@ -32,7 +32,7 @@ diagnose() {
   "${KUBECTL[@]}" get sj,cronjobs,jobs,pods -n "$NS" -o wide || true
   "${KUBECTL[@]}" get pods -n "$SYSTEM" -o wide || true
   "${KUBECTL[@]}" get events -n "$NS" --sort-by=.lastTimestamp | tail -30 || true
-  "${KUBECTL[@]}" logs -n "$NS" -l "sync.tradingagents.io/syncjob=$JOB" --tail=100 || true
+  "${KUBECTL[@]}" logs -n "$NS" -l "sync.tradingagents.io/syncjob" --tail=100 || true
   "${KUBECTL[@]}" logs -n "$SYSTEM" deploy/syncjob-operator --tail=100 || true
   "${KUBECTL[@]}" logs -n "$SYSTEM" deploy/syncjob-api --tail=50 || true
 }
@@ -105,43 +105,21 @@ HOST="syncjob-mongodb.$SYSTEM.svc.cluster.local:27017"
   --from-literal=MONGO_URI="mongodb://syncjob-sync:$SYNC_PASSWORD@$HOST/tradingagents"
 "${KUBECTL[@]}" apply -k "$ROOT/manifests/sync-namespace" -n "$NS"
 
-log "Waiting for MongoDB, the operator and the API"
+log "Waiting for MongoDB"
 "${KUBECTL[@]}" rollout status -n "$SYSTEM" statefulset/syncjob-mongodb --timeout=300s
-"${KUBECTL[@]}" rollout status -n "$SYSTEM" deployment/syncjob-operator --timeout=300s
-"${KUBECTL[@]}" rollout status -n "$SYSTEM" deployment/syncjob-api --timeout=300s
 
-log "Applying SyncJob $JOB and triggering one run"
-"${KUBECTL[@]}" apply -k "$ROOT/manifests/samples/demo" -n "$NS"
-"${KUBECTL[@]}" wait "sj/$JOB" -n "$NS" --for=condition=Ready --timeout=120s
-TOKEN=$(date +%s)
-"${KUBECTL[@]}" annotate sj "$JOB" -n "$NS" "sync.tradingagents.io/requested-at=$TOKEN" --overwrite
-# The run's Job name is the SyncJob name, "-m" and the first 10 hex digits of the token's SHA-256 (syncjob.runs).
-if command -v sha256sum >/dev/null; then DIGEST=$(printf %s "$TOKEN" | sha256sum); else DIGEST=$(printf %s "$TOKEN" | shasum -a 256); fi
-RUN="$JOB-m${DIGEST:0:10}"
+# The scenario reaches the API and MongoDB (as root) through port-forwards; the pods use in-cluster addresses and
+# the Secrets made above, so the scenario leaves the namespace $NS as it is.
+API_PORT=18000
+MONGO_PORT=18017
+"${KUBECTL[@]}" port-forward -n "$SYSTEM" svc/syncjob-api "$API_PORT:80" >"$WORK/pf-api.log" 2>&1 &
+FORWARDS=$!
+"${KUBECTL[@]}" port-forward -n "$SYSTEM" pod/syncjob-mongodb-0 "$MONGO_PORT:27017" >"$WORK/pf-mongo.log" 2>&1 &
+FORWARDS="$FORWARDS $!"
+trap 'kill $FORWARDS 2>/dev/null || true; cleanup' EXIT
 
-log "Waiting for Job $RUN"
-outcome=""
-for _ in $(seq 1 180); do
-  outcome=$("${KUBECTL[@]}" get job "$RUN" -n "$NS" -o jsonpath='{.status.conditions[?(@.status=="True")].type}' 2>/dev/null || true)
-  case "$outcome" in *Complete*|*Failed*) break ;; esac
-  sleep 2
-done
-case "$outcome" in
-  *Complete*) log "Job $RUN completed" ;;
-  *) die "Job $RUN did not complete (conditions: ${outcome:-none})" ;;
-esac
-
-log "Checking the run's record and data in MongoDB"
-# The operator closes the record from the Job's verdict; give it a moment after the Job completes.
-for _ in $(seq 1 30); do
-  result=$("${KUBECTL[@]}" exec -n "$SYSTEM" syncjob-mongodb-0 -- mongosh --quiet --norc -u root -p "$PASSWORD" \
-    --authenticationDatabase admin tradingagents --eval "
-      const r = db.scheduler_executions.findOne({_id: '$RUN'});
-      print((r ? r.status : 'missing') + ' ' + db.stock_daily_quotes.countDocuments({data_source: 'file'}));")
-  case "$result" in success\ *) break ;; esac
-  sleep 2
-done
-read -r status bars <<<"$result"
-[ "$status" = success ] || die "record $RUN: status ${status:-missing} (want success)"
-[ "${bars:-0}" -gt 0 ] || die "no daily bars from the file source in tradingagents.stock_daily_quotes"
-log "Record $RUN is success; $bars daily bars landed"
+log "Running the deployed scenario (tests/deploy/scenario.py, shared with make test's real-node test)"
+cd "$ROOT"
+"${PYTHON:-$ROOT/.venv/bin/python}" -m tests.deploy.scenario --context "kind-$CLUSTER" --namespace "$NS" \
+  --api-url "http://127.0.0.1:$API_PORT" \
+  --mongo-uri "mongodb://root:$PASSWORD@127.0.0.1:$MONGO_PORT/tradingagents?authSource=admin&directConnection=true"

@@ -63,6 +63,77 @@ class CamelModel(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+# The pod contract's variables (DESIGN.md) are the operator's: a pod template's extra env may not set them, nor any
+# future one (they all start with SYNC_ or SYNCJOB_).
+CONTRACT_ENV_PREFIXES = ("SYNC_", "SYNCJOB_")
+CONTRACT_ENV = frozenset({"MONGO_URI", "TUSHARE_TOKEN"})
+
+
+Quantity = int | float | str
+
+
+class ResourceRequirements(CamelModel):
+    """Compute resources of the sync container, merged by key over the operator's defaults."""
+
+    requests: dict[str, Quantity] | None = Field(default=None, description="e.g. {cpu: 500m, memory: 1Gi}.")
+    limits: dict[str, Quantity] | None = Field(default=None, description="e.g. {memory: 2Gi}.")
+
+
+class Toleration(CamelModel):
+    """A core/v1 Toleration."""
+
+    key: str | None = Field(default=None, description="Taint key; empty with operator Exists matches all taints.")
+    operator: str | None = Field(default=None, description="Exists or Equal (default).")
+    value: str | None = Field(default=None, description="Taint value, with operator Equal.")
+    effect: str | None = Field(default=None, description="NoSchedule, PreferNoSchedule or NoExecute; empty: all.")
+    toleration_seconds: int | None = Field(default=None, description="How long a NoExecute taint is tolerated.")
+
+
+class LocalObjectReference(CamelModel):
+    name: str = Field(min_length=1, description="Name of a Secret in the SyncJob's namespace.")
+
+
+class EnvVar(CamelModel):
+    """A core/v1 EnvVar: a value, or a valueFrom (secretKeyRef, configMapKeyRef, fieldRef, resourceFieldRef)."""
+
+    name: str = Field(min_length=1, description="Variable name; the pod contract's own (SYNC_*, SYNCJOB_*, "
+                      "MONGO_URI, TUSHARE_TOKEN) are refused.")
+    value: str | None = Field(default=None, description="Literal value.")
+    value_from: dict[str, Any] | None = Field(default=None, description="Source of the value, as in core/v1.")
+
+
+class PodTemplate(CamelModel):
+    """What users may set on the pods of their runs; the rest of the pod (the contract) is the operator's.
+
+    Set operator-wide with the operator's SYNC_POD_TEMPLATE (JSON or YAML) and per SyncJob with spec.podTemplate;
+    the SyncJob wins: maps (nodeSelector, resources' requests and limits) merge by key, env merges by name,
+    every other field replaces.
+    """
+
+    resources: ResourceRequirements | None = Field(default=None, description="Requests and limits of the sync "
+                                                   "container, merged by key over the operator's defaults.")
+    node_selector: dict[str, str] | None = Field(default=None, description="Node labels the pod must match.")
+    tolerations: list[Toleration] | None = Field(default=None, description="Taints the pod tolerates.")
+    affinity: dict[str, Any] | None = Field(default=None, description="A core/v1 Affinity (node, pod, anti).")
+    image_pull_secrets: list[LocalObjectReference] | None = Field(
+        default=None, description="Secrets for pulling the sync image from a private registry.")
+    env: list[EnvVar] | None = Field(default=None, description="Extra environment of the sync container (proxies, "
+                                     "library settings); merged by name.")
+    host_network: bool | None = Field(
+        default=None, description="Run on the node's network (the project's test bed: loopback only). Needs a "
+        "namespace whose Pod Security level allows it (privileged).")
+    priority_class_name: str | None = Field(default=None, description="PriorityClass of the run pods.")
+
+    @field_validator("env")
+    @classmethod
+    def _not_the_contract(cls, env: list[EnvVar] | None) -> list[EnvVar] | None:
+        names_ = {e.name for e in env or []}
+        taken = sorted(n for n in names_ if n in CONTRACT_ENV or n.startswith(CONTRACT_ENV_PREFIXES))
+        if taken:
+            raise ValueError(f"env may not set the pod contract's variables: {', '.join(taken)}")
+        return env
+
+
 class SyncJobSpec(CamelModel):
     """Desired state of a market-data sync job. The operator never writes it."""
 
@@ -120,6 +191,11 @@ class SyncJobSpec(CamelModel):
         default_factory=dict,
         description="Task parameters passed to the pod as SYNC_OPTIONS, e.g. {incremental: true}, {periods: 8}, "
         "{codes: [600000.SH]}.",
+    )
+    pod_template: PodTemplate | None = Field(
+        default=None,
+        description="Placement, resources, pull secrets, extra env and host networking of this job's run pods, "
+        "over the operator's SYNC_POD_TEMPLATE defaults (docs/deploy.md).",
     )
 
     @field_validator("sources")

@@ -7,7 +7,8 @@ Look-up order for each binary:
    outside the work tree so that a fresh clone on the same machine starts warm;
 3. a build from the Go module proxy with our wrapper modules in `testbed/go/` (kwok with `go install`).
 
-`python -m testbed.binaries` builds whatever is missing and prints where each binary is.
+`python -m testbed.binaries` builds whatever is missing and prints where each binary is;
+`python -m testbed.binaries kubelet crictl` does the same for the real node's binaries (tests/deploy).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Component:
     version: str
     module_dir: str  # "" for binaries installed with `go install`
     binaries: tuple[str, ...]
+    install_path: str = ""  # the module path `go install` takes, with `/<binary>` appended
 
 
 def _k8s_ldflags(version: str) -> str:
@@ -53,8 +55,13 @@ COMPONENTS = {
         ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"),
     ),
     "etcd": Component(versions.ETCD, "etcd", ("etcd",)),
-    "kwok": Component(versions.KWOK, "", ("kwok",)),
+    "kwok": Component(versions.KWOK, "", ("kwok",), "sigs.k8s.io/kwok/cmd"),
+    # The real node's (tests/deploy): its own component, so adding it did not invalidate the cached control plane.
+    "kubelet": Component(versions.KUBERNETES, "k8s", ("kubelet",)),
+    "crictl": Component(versions.CRICTL, "", ("crictl",), "sigs.k8s.io/cri-tools/cmd"),
 }
+# What `ensure_all()` provides: the control plane of every test. The real node's binaries are built on demand.
+CONTROL_PLANE = ("kubernetes", "etcd", "kwok")
 
 
 def cache_dir() -> Path:
@@ -87,11 +94,11 @@ def _build(name: str, out: Path) -> None:
         if not comp.module_dir:
             for binary in comp.binaries:
                 subprocess.run(
-                    ["go", "install", f"sigs.k8s.io/kwok/cmd/{binary}@{comp.version}"],
+                    ["go", "install", f"{comp.install_path}/{binary}@{comp.version}"],
                     check=True, env={**env, "GOBIN": str(tmp)},
                 )
         else:
-            ldflags = _k8s_ldflags(comp.version) if name == "kubernetes" else "-s -w"
+            ldflags = _k8s_ldflags(comp.version) if comp.module_dir == "k8s" else "-s -w"
             for binary in comp.binaries:
                 print(f"Building {binary} {comp.version} (a few minutes cold) ...", file=sys.stderr, flush=True)
                 subprocess.run(
@@ -118,12 +125,13 @@ def ensure(name: str) -> Path:
     return out / name
 
 
-def ensure_all() -> dict[str, Path]:
-    return {b: ensure(b) for comp in COMPONENTS.values() for b in comp.binaries}
+def ensure_all(components: tuple[str, ...] = CONTROL_PLANE) -> dict[str, Path]:
+    return {b: ensure(b) for name in components for b in COMPONENTS[name].binaries}
 
 
 def main() -> None:
-    for binary, path in ensure_all().items():
+    components = tuple(sys.argv[1:]) or CONTROL_PLANE
+    for binary, path in ensure_all(components).items():
         print(f"{binary}\t{path}")
 
 

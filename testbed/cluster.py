@@ -1,9 +1,12 @@
 """A real Kubernetes control plane on 127.0.0.1, without Docker: the local cluster of tests and the demo.
 
 Starts etcd, kube-apiserver (TLS, RBAC, token authentication with an admin and test identities),
-kube-controller-manager (the controllers CronJobs and Jobs need), kube-scheduler, kwok managing one fake node whose
-address is on 127.0.0.0/8, and the pod runner that executes pods bound to that node as local processes.
-Everything listens on free 127.0.0.1 ports and lives in one temporary folder; `stop()` ends every process by PID.
+kube-controller-manager (the controllers CronJobs and Jobs need), kube-scheduler, and one node: by default kwok
+managing a fake node whose address is on 127.0.0.0/8 and the pod runner that executes pods bound to it as local
+processes (fast); with `real_node=True` a kubelet with containerd and runc (`testbed.node`), where pods run in real
+containers on the host's network, for the tests of the product as deployed (tests/deploy).
+Everything listens on free 127.0.0.1 ports and lives in one temporary folder; `stop()` ends every process by PID
+(and the real node undoes its mounts and machine-wide sysctls).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from pathlib import Path
 import yaml
 
 from testbed import binaries
+from testbed.node import NODE_NAME as REAL_NODE_NAME
+from testbed.node import RealNode
 from testbed.procs import Process, free_port, wait_until
 
 NODE_NAME = "kwok-node-0"
@@ -30,7 +35,11 @@ CONTROLLERS = ",".join([
     "cronjob-controller", "job-controller", "garbage-collector-controller", "serviceaccount-controller",
     "serviceaccount-token-controller", "namespace-controller", "ttl-after-finished-controller",
 ])
-
+# With a real node, manifests/default's Deployments need their controllers, and pods of a real kubelet mount the
+# kube-root-ca.crt ConfigMap, which root-ca-certificate-publisher publishes in every namespace.
+REAL_NODE_CONTROLLERS = ",".join([
+    CONTROLLERS, "deployment-controller", "replicaset-controller", "root-ca-certificate-publisher-controller",
+])
 # kwok keeps the node alive (status, heartbeat, lease). Pods are run by our pod runner, not by kwok's stages: this
 # one pod stage matches nothing, which stops kwok from installing its default pod stages.
 KWOK_STAGES = """\
@@ -60,6 +69,8 @@ class Identity:
 class LocalCluster:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="syncjob-cluster-")))
     run_pods: bool = True
+    real_node: bool = False
+    node: RealNode | None = None
     identities: dict[str, Identity] = field(default_factory=lambda: {
         "admin": Identity("testbed-admin", "admin-" + os.urandom(12).hex(), ("system:masters",)),
         # Test users with no rights of their own; tests bind them to the roles they exercise.
@@ -170,7 +181,7 @@ class LocalCluster:
             self._spawn("kube-controller-manager", [
                 str(bins["kube-controller-manager"]), f"--kubeconfig={admin_kc}",
                 f"--authentication-kubeconfig={admin_kc}", f"--authorization-kubeconfig={admin_kc}",
-                "--leader-elect=false", f"--controllers={CONTROLLERS}",
+                "--leader-elect=false", f"--controllers={REAL_NODE_CONTROLLERS if self.real_node else CONTROLLERS}",
                 f"--service-account-private-key-file={pki / 'sa.key'}", f"--root-ca-file={self.ca_file}",
                 "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
                 f"--cert-dir={pki / 'kcm'}", "--concurrent-job-syncs=10", "--v=0",
@@ -181,6 +192,14 @@ class LocalCluster:
                 "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
                 f"--cert-dir={pki / 'scheduler'}", "--v=0",
             ])
+            if self.real_node:
+                # Assigned before it starts, so that stop() undoes a start that failed half-way.
+                self.node = RealNode(self.workdir / "node", self.kubeconfig, self.logs)
+                self.node.start()
+                wait_until(self._node_ready, timeout + 60, f"node {self.node_name} Ready")
+                wait_until(self._default_service_account, 30, "the default ServiceAccount")
+                self.startup_seconds = time.monotonic() - started
+                return self
             self._spawn("kwok", [
                 str(bins["kwok"]), f"--kubeconfig={admin_kc}", f"--config={self.workdir / 'kwok-stages.yaml'}",
                 f"--manage-single-node={NODE_NAME}", f"--node-ip={NODE_IP}",
@@ -223,8 +242,14 @@ class LocalCluster:
         }
         wait_until(lambda: self._kubectl("apply", "-f", "-", input_=yaml.safe_dump(node)), 30, "node creation")
 
+    @property
+    def node_name(self) -> str:
+        return REAL_NODE_NAME if self.real_node else NODE_NAME
+
     def _node_ready(self) -> bool:
-        out = self._kubectl("get", "node", NODE_NAME, "-o",
+        if self.node is not None and not self.node.alive():
+            raise RuntimeError("the real node's containerd or kubelet exited; see their logs in " + str(self.logs))
+        out = self._kubectl("get", "node", self.node_name, "-o",
                             "jsonpath={.status.conditions[?(@.type=='Ready')].status}")
         return out.strip() == "True"
 
@@ -232,6 +257,8 @@ class LocalCluster:
         return bool(self._kubectl("get", "serviceaccount", "default", "-n", "default", "-o", "name").strip())
 
     def stop(self) -> None:
+        if self.node is not None:  # first: its pods talk to the API server while they stop
+            self.node.stop()
         for proc in reversed(self.processes):
             proc.stop()
         self.processes.clear()

@@ -3,3 +3,4 @@
 KUBERNETES = "v1.34.4"
 ETCD = "v3.6.4"
 KWOK = "v0.7.0"
+CRICTL = "v1.34.0"

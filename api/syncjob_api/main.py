@@ -7,7 +7,7 @@ SyncJob watch and creates the MongoDB indexes, and stops the watch on shutdown.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from syncjob import cli
 from syncjob_api.api.main import api_router
 from syncjob_api.context import AppContext
 from syncjob_api.core import errors
@@ -82,7 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
+    cli.parse("syncjob-api", "The scheduler API of syncjob-operator (/api/scheduler) on uvicorn.", Settings, argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info",

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 
 import kopf
 
+from syncjob import cli
 from syncjob_operator import handlers  # noqa: F401 - registers the handlers
-from syncjob_operator.settings import get_settings
+from syncjob_operator.settings import OperatorSettings, get_settings
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
+    cli.parse("python -m syncjob_operator", "The syncjob-operator (kopf): SyncJobs into CronJobs and run records.",
+              OperatorSettings, argv)
     settings = get_settings()
     kopf.configure(log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
                    verbose=bool(os.environ.get("OPERATOR_DEBUG_LOG")))

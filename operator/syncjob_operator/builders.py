@@ -20,6 +20,7 @@ from syncjob import names
 from syncjob.model import Condition, ConditionStatus, SyncJob, SyncJobSpec, Task
 from syncjob.runs import manual_job_name
 from syncjob_operator.settings import OperatorSettings
+from syncjob_operator.sync_pod_template import apply_template, merge_templates
 
 CONTAINER_NAME = "sync"
 INSTANTIATE_ANNOTATION = "cronjob.kubernetes.io/instantiate"
@@ -178,7 +179,7 @@ def job_spec(sj: SyncJob, settings: OperatorSettings, trigger: str = "schedule",
         job["activeDeadlineSeconds"] = deadline
     if settings.sync_service_account:
         job["template"]["spec"]["serviceAccountName"] = settings.sync_service_account
-    return job
+    return apply_template(job, merge_templates(settings.sync_pod_template, spec.pod_template))
 
 
 def _owner(sj: SyncJob) -> dict[str, Any]:

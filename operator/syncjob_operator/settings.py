@@ -5,8 +5,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Literal
 
+import yaml
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from syncjob.model import PodTemplate
 
 
 class OperatorSettings(BaseSettings):
@@ -28,6 +31,11 @@ class OperatorSettings(BaseSettings):
     sync_service_account: str = Field(
         default="", description="ServiceAccount of sync pods in each SyncJob's namespace (manifests/sync-namespace "
                                 "makes `syncjob-sync`, with no rights); empty: the namespace's default account.")
+    sync_pod_template: Annotated[PodTemplate, NoDecode] = Field(
+        default_factory=PodTemplate,
+        description="Defaults for every run pod (JSON or YAML of a SyncJob's spec.podTemplate: resources, "
+                    "nodeSelector, tolerations, affinity, imagePullSecrets, env, hostNetwork, priorityClassName); "
+                    "a SyncJob's own spec.podTemplate wins.")
     sync_cpu_request: str = "100m"
     sync_memory_request: str = "256Mi"
     sync_memory_limit: str = "1Gi"
@@ -56,6 +64,13 @@ class OperatorSettings(BaseSettings):
     log_format: Literal["json", "text"] = Field(
         default="json", description="json: one JSON object per line, with the Kubernetes object a line is about.")
     server_timeout_seconds: int = Field(default=300, description="Watch request timeout given to the API server.")
+
+    @field_validator("sync_pod_template", mode="before")
+    @classmethod
+    def _yaml_or_json(cls, value: object) -> object:
+        if isinstance(value, str):
+            return yaml.safe_load(value) or {}  # JSON is YAML too
+        return value
 
     @field_validator("watch_namespaces", mode="before")
     @classmethod
