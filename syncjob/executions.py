@@ -194,12 +194,13 @@ def request_cancel(db: Database[Any], run_ids: Iterable[str], user: str | None,
     now = utcnow()
     asked = []
     for rid in run_ids:
-        res = _coll(db).update_one(
-            {"_id": rid, "status": S.RUNNING.value},
+        # The first request stands: who asked, when (the grace period counts from it) and why.
+        _coll(db).update_one(
+            {"_id": rid, "status": S.RUNNING.value, "cancel_requested": {"$ne": True}},
             {"$set": {"cancel_requested": True, "cancel_requested_at": now, "cancel_requested_by": user,
                       "cancel_reason": reason, "updated_at": now}},
         )
-        if res.matched_count:
+        if _coll(db).find_one({"_id": rid, "status": S.RUNNING.value, "cancel_requested": True}, {"_id": 1}):
             asked.append(rid)
     return asked
 
@@ -221,7 +222,8 @@ def begin_attempt(db: Database[Any], run_id: str, pod: str) -> int:
     record = _coll(db).find_one_and_update(
         {"_id": run_id, "status": S.RUNNING.value},
         {"$inc": {"attempt": 1}, "$push": {"attempts": {"pod": pod, "started_at": now}},
-         "$set": {"heartbeat_at": now, "updated_at": now, "pod_started_at": now}},
+         "$set": {"heartbeat_at": now, "updated_at": now, "pod_started_at": now, "progress": 0,
+                  "processed_items": 0, "progress_message": None, "current_item": None}},
         projection={"attempt": 1}, return_document=ReturnDocument.AFTER)
     return int((record or {}).get("attempt") or 0)
 
@@ -243,12 +245,17 @@ def end_attempt(db: Database[Any], run_id: str, number: int, outcome: str, *, re
 def delete_finished(db: Database[Any], run_id: Any, user: str) -> bool:
     """An admin deletes a finished record; its tombstone keeps every writer from recreating it."""
     tombstones = db[mongo.EXECUTION_TOMBSTONES]
+    created = False
     if isinstance(run_id, str):
-        tombstones.update_one({"_id": run_id}, {"$setOnInsert": {"deleted_at": utcnow(), "deleted_by": user}},
-                              upsert=True)
+        with contextlib.suppress(DuplicateKeyError):
+            created = tombstones.update_one(
+                {"_id": run_id}, {"$setOnInsert": {"deleted_at": utcnow(), "deleted_by": user}},
+                upsert=True).upserted_id is not None
     result = _coll(db).delete_one({"_id": run_id, "status": {"$ne": S.RUNNING.value}})
-    if result.deleted_count == 0 and isinstance(run_id, str):
-        tombstones.delete_one({"_id": run_id})  # it was running after all: nothing was deleted
+    # Nothing deleted by this call (the record was running): take back only a tombstone this call made, and only
+    # while the record is still there (another delete that came first keeps its own tombstone).
+    if result.deleted_count == 0 and created and _coll(db).find_one({"_id": run_id}, {"_id": 1}) is not None:
+        tombstones.delete_one({"_id": run_id})
     return bool(result.deleted_count == 1)
 
 

@@ -17,7 +17,6 @@ what an administrator has to drop. It is idempotent.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Any
 
@@ -68,6 +67,15 @@ def _refused(exc: OperationFailure) -> str:
             f"db.{mongo.METADATA}.dropIndex('job_id_1')")
 
 
+def _less_telling(existing: dict[str, Any], migrated: dict[str, Any]) -> bool:
+    """Whether a schema-2 record found under the new id says less than the old record: a `running` record made for
+    a run the old one already closed, or a missed/skipped record the scan wrote before it could see the old one."""
+    if existing.get("schema_version") == SCHEMA_VERSION and existing.get("k8s_job") == migrated.get("k8s_job") \
+            and existing.get("started_at") is None and existing.get("status") in ("missed", "skipped"):
+        return True
+    return existing.get("status") == "running" and migrated.get("status") not in (None, "running")
+
+
 def migrate(db: Database[Any], batch: int = 500) -> int:
     """Bring schema-1 execution records to schema 2; returns how many were migrated."""
     coll = db[mongo.EXECUTIONS]
@@ -84,8 +92,12 @@ def migrate(db: Database[Any], batch: int = 500) -> int:
             doc["schema_version"] = SCHEMA_VERSION
             if isinstance(doc.get("execution_time"), int | float) and not isinstance(doc["execution_time"], bool):
                 doc["execution_time"] = round(doc["execution_time"] / 1000.0, 3)
-            with contextlib.suppress(DuplicateKeyError):  # an interrupted earlier migration wrote it already
+            try:
                 coll.insert_one(doc)
+            except DuplicateKeyError:  # an interrupted earlier migration, or a writer of the new version, came first
+                existing = coll.find_one({"_id": doc["_id"]}) or {}
+                if _less_telling(existing, doc):
+                    coll.replace_one({"_id": doc["_id"]}, doc)
             coll.delete_one({"_id": old_id})
             moved += 1
     if moved:

@@ -218,6 +218,10 @@ async def _resync_forever(syncjobs: kopf.Index[Any, Any], cronjobs: kopf.Index[A
         if passes:
             await asyncio.wait(passes)
         reconciler().prune(set(syncjobs))  # as the index is now: a SyncJob created during the cycle stays
+        try:
+            await asyncio.to_thread(reconciler().close_runs_of_deleted_syncjobs, set(syncjobs))
+        except Exception:  # MongoDB down, say: the next cycle tries again
+            log.exception("Could not close the records of deleted SyncJobs; the next period retries")
         if loop.time() - started > period * 1.5:
             log.warning("A resync of %d SyncJobs took %.0f s, more than RESYNC_SECONDS=%.0f", len(keys),
                         loop.time() - started, period)
@@ -349,16 +353,21 @@ def job_changed(event: kopf.RawEvent, body: kopf.Body, name: str, namespace: str
         # else: the CronJob controller may be about to create the Job that replaced it; the next periodic pass
         # tells a replacement from a deletion by hand once it can see the newer Job
     else:
-        seen = records.record_job_seen(db, job)
-        if (event["type"] == "ADDED" and seen is not None and seen.get("status") == "running"
-                and policy == ConcurrencyPolicy.REPLACE.value and parent is not None):
-            _replace_older(parent, job, others)
-        verdict_needs_pods = any(c.get("type") == "Failed" and c.get("status") == "True"
-                                 for c in (job.get("status") or {}).get("conditions") or [])
-        pods = kube.list_job_pods(namespace, name) if verdict_needs_pods else []
-        closed = records.close_from_job(db, job, pods)
+        if event["type"] in ("ADDED", None):  # a new Job, or every Job after a restart; not each status change
+            seen = records.record_job_seen(db, job)
+            if (event["type"] == "ADDED" and seen is not None and seen.get("status") == "running"
+                    and policy == ConcurrencyPolicy.REPLACE.value and parent is not None):
+                _replace_older(parent, job, others)
+        if _finished(job):
+            verdict_needs_pods = any(c.get("type") == "Failed" and c.get("status") == "True"
+                                     for c in (job.get("status") or {}).get("conditions") or [])
+            pods = kube.list_job_pods(namespace, name) if verdict_needs_pods else []
+            closed = records.close_from_job(db, job, pods)
     if parent is None:
         return
+    if not (closed or _finished(job) or event["type"] in ("ADDED", "DELETED", None)
+            or (job.get("metadata") or {}).get("deletionTimestamp")):
+        return  # nothing a user sees in the SyncJob's status can have changed
     if closed:
         record = db["scheduler_executions"].find_one({"_id": rid}) or {}
         status = record.get("status", "failed")

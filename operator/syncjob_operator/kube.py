@@ -110,6 +110,16 @@ def create_job(job: dict[str, Any]) -> bool:
         raise
 
 
+def job_exists(namespace: str, name: str) -> bool:
+    try:
+        request("GET", _path("batch/v1", namespace, "jobs", name))
+        return True
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+
+
 def delete_job(namespace: str, name: str) -> None:
     try:
         request("DELETE", _path("batch/v1", namespace, "jobs", name),

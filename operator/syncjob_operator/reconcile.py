@@ -23,7 +23,9 @@ from syncjob.model import (
     ConditionStatus,
     ExecutionStatus,
     ExecutionSummary,
+    ObjectMeta,
     SyncJob,
+    SyncJobSpec,
     SyncJobStatus,
 )
 from syncjob.runs import manual_job_name, run_id, scheduled_job_name
@@ -76,6 +78,15 @@ def invalid(body: dict[str, Any], message: str, now: dt.datetime) -> Outcome:
     )
 
 
+def _shell(body: dict[str, Any]) -> SyncJob:
+    """A SyncJob whose spec does not parse, as far as its request tokens need: name, annotations, status."""
+    meta = body.get("metadata") or {}
+    return SyncJob.model_construct(
+        metadata=ObjectMeta.model_construct(**{**meta, "annotations": dict(meta.get("annotations") or {})}),
+        spec=SyncJobSpec.model_construct(concurrency_policy=ConcurrencyPolicy.ALLOW),
+        status=_status_of(body))
+
+
 def _job_finished(job: dict[str, Any]) -> bool:
     for c in (job.get("status") or {}).get("conditions") or []:
         if c.get("type") in ("Complete", "Failed") and c.get("status") == "True":
@@ -108,7 +119,7 @@ def execution_status(db: Any, sj: SyncJob, jobs: list[dict[str, Any]],
             duration_seconds=float(duration) if isinstance(duration, int | float) else None,
             source=last.get("source_used"),
             message=(last.get("error_message") or last.get("reason") or None),
-        ).to_k8s()
+        ).model_dump(mode="json", by_alias=True)  # nulls spelled out: a merge patch keeps what it is not told to drop
         success = records.last_time_with_status(db, sj.name, sj.namespace, ExecutionStatus.SUCCESS)
         failure = records.last_time_with_status(db, sj.name, sj.namespace, ExecutionStatus.FAILED)
     last_schedule = ((cronjob or {}).get("status") or {}).get("lastScheduleTime")
@@ -312,6 +323,15 @@ class Reconciler:
         rid = run_id(sj.namespace, job_name)
         user, via_api = self._requester(sj, names.REQUESTED_AT)
         details = {"token": token, "force": force, "run_id": rid}
+        if any(j["metadata"]["name"] == job_name for j in jobs) or records.existing_ids(self.db, [rid]):
+            # Acted on before a restart (the Job or the refusal exists) and not acknowledged: acknowledge only, so
+            # no policy is applied a second time (a Replace would cancel the run that replaced it).
+            if not via_api:
+                records.audit(self.db, job_id=sj.name, namespace=sj.namespace, action="trigger", status="success",
+                              details=details, user=user, key=f"trigger/{rid}")
+            self._ack_requested(outcome, token, force)
+            handled[names.REQUESTED_AT] = token
+            return
         active = [r for r in active_runs(jobs) if r.job_name != job_name]
         refusal = None
         if invalid_message is not None:
@@ -409,28 +429,33 @@ class Reconciler:
 
     # -- runs that never happened -----------------------------------------------------------------------------
 
-    def scan_schedule(self, sj: SyncJob, outcome: Outcome, now: dt.datetime, judge: bool) -> None:
-        """Advance the persisted missed-run scan; on periodic passes, record the due times that have no run."""
+    def scan_schedule(self, sj: SyncJob, outcome: Outcome, now: dt.datetime, judge: bool,
+                      jobs: list[dict[str, Any]] | None = None) -> None:
+        """Advance the persisted missed-run scan; on periodic passes, record the due times that have no run.
+
+        Nothing is judged before the start-up migration has run (`records.prepared`): a record still under its
+        old id would look like no record at all."""
+        judge = judge and records.prepared(self.settings.mongo_uri)
         step = schedule_scan.advance(
             sj.spec, sj.status.schedule_scan, now, created=sj.metadata.creation_timestamp,
             lookback=dt.timedelta(seconds=self.settings.missed_lookback_seconds), judge=judge)
         for t in step.due:
-            self._judge_due(sj, t, outcome)
+            self._judge_due(sj, t, outcome, jobs or [])
         # Every field spelled out: a merge patch removes a field only when it is sent as null (pausedSince).
         state = step.state.model_dump(mode="json", by_alias=True)
         if sj.status.schedule_scan is None or state != sj.status.schedule_scan.model_dump(mode="json", by_alias=True):
             outcome.status["scheduleScan"] = state
 
-    def _judge_due(self, sj: SyncJob, t: dt.datetime, outcome: Outcome) -> None:
+    def _judge_due(self, sj: SyncJob, t: dt.datetime, outcome: Outcome, jobs: list[dict[str, Any]]) -> None:
         job_name = scheduled_job_name(sj.name, t)
         rid = run_id(sj.namespace, job_name)
-        if records.existing_ids(self.db, [rid]):
-            return
+        if any(j["metadata"]["name"] == job_name for j in jobs) or records.existing_ids(self.db, [rid]):
+            return  # it ran (a Job without a record yet gets one from record_jobs_without_records)
         overlapping = [r for r in records.runs_overlapping(self.db, sj.name, sj.namespace, t) if r != rid]
         deadline_s = sj.spec.starting_deadline_seconds or 300
         if overlapping and sj.spec.concurrency_policy is ConcurrencyPolicy.FORBID:
-            status, reason, message = ExecutionStatus.SKIPPED, "ConcurrencyPolicyForbid", (
-                f"ConcurrencyPolicyForbid: run {overlapping[0]} was still running at the scheduled time")
+            status, reason, message = ExecutionStatus.SKIPPED, "ConcurrencyForbid", (
+                f"run {overlapping[0]} was still running at the scheduled time (concurrencyPolicy Forbid)")
         else:
             status, reason, message = ExecutionStatus.MISSED, "MissedStartingDeadline", (
                 f"MissedStartingDeadline: no Job started within {deadline_s}s of the scheduled time (the CronJob "
@@ -450,6 +475,7 @@ class Reconciler:
         watch cache yet."""
         by_name = {j["metadata"]["name"]: j for j in jobs}
         closed = []
+        self.record_jobs_without_records(sj, jobs)
         for record in records.running_records(self.db, sj.name, sj.namespace):
             rid = str(record["_id"])
             job_name = str(record.get("k8s_job") or rid.partition(".")[2])
@@ -460,7 +486,8 @@ class Reconciler:
                             and record.get("trigger") == "schedule"
                             and any((records.parse_time(j["metadata"].get("creationTimestamp")) or created) > created
                                     for j in jobs))
-                if now - created > dt.timedelta(seconds=10) and records.close_deleted_job(self.db, rid, replaced):
+                if (now - created > dt.timedelta(seconds=10) and not kube.job_exists(sj.namespace, job_name)
+                        and records.close_deleted_job(self.db, rid, replaced)):  # the watch may only lag behind
                     closed.append(rid)
                 continue
             if _job_finished(job):
@@ -477,6 +504,32 @@ class Reconciler:
                 kube.delete_job(sj.namespace, job_name)  # no late pod may take the run up again
         for rid in closed:
             log.info("Closed record %s: Kubernetes says its run is over", rid)
+        return closed
+
+    def record_jobs_without_records(self, sj: SyncJob, jobs: list[dict[str, Any]]) -> None:
+        """A Job whose every event found MongoDB down has no record yet: give it one, with its verdict if it is
+        over, so that it is neither lost nor later taken for a missed run."""
+        ids = {run_id(sj.namespace, j["metadata"]["name"]): j for j in jobs}
+        for rid in set(ids) - records.existing_ids(self.db, list(ids)):
+            job = ids[rid]
+            if records.record_job_seen(self.db, job) is None:
+                continue
+            log.info("Recorded run %s, whose Job appeared while MongoDB could not be written", rid)
+            if _job_finished(job):
+                pods = kube.list_job_pods(sj.namespace, job["metadata"]["name"]) if _job_failed(job) else []
+                records.close_from_job(self.db, job, pods)
+
+    def close_runs_of_deleted_syncjobs(self, live: set[tuple[str, str]]) -> list[str]:
+        """Records still running whose SyncJob is gone (deleted while the operator or MongoDB was away, its Jobs
+        collected with it): no pass of that SyncJob will ever close them, so the resync loop does."""
+        namespaces = self.settings.watch_namespaces
+        closed = []
+        for record in records.running_records_outside(self.db, live, namespaces):
+            rid = str(record["_id"])
+            job_name = str(record.get("k8s_job") or rid.partition(".")[2])
+            if not kube.job_exists(str(record.get("namespace")), job_name) and records.close_deleted_job(self.db, rid):
+                log.info("Closed record %s: its SyncJob and Job are gone", rid)
+                closed.append(rid)
         return closed
 
     def _allowed_silence(self, job: dict[str, Any]) -> float:
@@ -503,7 +556,13 @@ class Reconciler:
         now = _now()
         sj, parse_error = parse_syncjob(body)
         if sj is None:
-            return invalid(body, parse_error or "invalid spec", now)
+            # Tokens are still answered: a request refused now, not started whenever someone fixes the spec.
+            message = parse_error or "invalid spec"
+            result = invalid(body, message, now)
+            shell = _shell(body)
+            self.handle_requested(shell, None, jobs, result, invalid_message=message)
+            self.handle_cancel(shell, jobs, result)
+            return result
         problems = builders.validate(sj.spec)
         outcome = Outcome(status={})
         try:
@@ -523,7 +582,7 @@ class Reconciler:
             self.delete_overdue_cancels(sj, jobs)
         if periodic or resumed:
             self.close_finished_runs(sj, jobs, now)
-        self.scan_schedule(sj, outcome, now, judge=periodic)
+        self.scan_schedule(sj, outcome, now, judge=periodic, jobs=jobs)
         paused = sj.spec.paused
         cond = builders.ready_condition(
             sj.status.condition(names.CONDITION_READY), ConditionStatus.TRUE,

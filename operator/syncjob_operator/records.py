@@ -40,11 +40,20 @@ def database(uri: str) -> Database[Any]:
         return _connect(uri)
 
 
+_prepared: set[str] = set()
+
+
 def prepare(uri: str) -> None:
     """Indexes and the migration of older records; the operator retries this at start-up until MongoDB answers."""
     db = database(uri)
     mongo.ensure_indexes(db, mongo.SCHEDULER_COLLECTIONS)
     migrations.migrate(db)
+    _prepared.add(uri)
+
+
+def prepared(uri: str) -> bool:
+    """Whether `prepare` has finished in this process (tests that build a Reconciler directly prepare first)."""
+    return uri in _prepared
 
 
 def parse_time(value: Any) -> dt.datetime | None:
@@ -194,6 +203,17 @@ def running_records(db: Database[Any], job_id: str, namespace: str) -> list[dict
     return list(db[mongo.EXECUTIONS].find(
         {"job_id": job_id, "namespace": namespace, "status": ExecutionStatus.RUNNING.value},
         {"_id": 1, "k8s_job": 1, "timestamp": 1, "heartbeat_at": 1, "started_at": 1, "trigger": 1}))
+
+
+def running_records_outside(db: Database[Any], live: set[tuple[str, str]], namespaces: list[str],
+                            older_than: float = 60.0) -> list[dict[str, Any]]:
+    """Running records (of ours: with a namespace) whose (namespace, SyncJob) is not among `live`."""
+    query: dict[str, Any] = {"status": ExecutionStatus.RUNNING.value, "namespace": {"$type": "string"},
+                             "timestamp": {"$lt": executions.utcnow() - dt.timedelta(seconds=older_than)}}
+    if namespaces:
+        query["namespace"] = {"$in": list(namespaces)}
+    found = db[mongo.EXECUTIONS].find(query, {"_id": 1, "namespace": 1, "job_id": 1, "k8s_job": 1})
+    return [d for d in found if (d.get("namespace"), d.get("job_id")) not in live]
 
 
 def runs_overlapping(db: Database[Any], job_id: str, namespace: str, at: dt.datetime) -> list[str]:

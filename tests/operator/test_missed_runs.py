@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from pymongo.database import Database
+from syncjob_operator import records
 from syncjob_operator.reconcile import Outcome, Reconciler
 from syncjob_operator.settings import OperatorSettings
 
@@ -17,6 +18,12 @@ from tests.conftest import make_syncjob
 from tests.operator.conftest import OperatorProcess, SyncJobs, eventually, mongo_uri_for
 
 NOW = dt.datetime(2026, 11, 27, 2, 0, 30, tzinfo=dt.UTC)
+
+
+def prepared(uri: str) -> Reconciler:
+    """A reconciler whose database went through the operator's start-up (indexes, migration)."""
+    records.prepare(uri)
+    return Reconciler(OperatorSettings(mongo_uri=uri))
 
 
 def _syncjob(created: dt.datetime, **spec: Any) -> SyncJob:
@@ -30,7 +37,7 @@ def _syncjob(created: dt.datetime, **spec: Any) -> SyncJob:
 
 def test_operator_downtime_leaves_missed_records_with_scheduled_time_and_reason(
         mongo_server: MongoServer, mongo_db: Database[Any]) -> None:
-    reconciler = Reconciler(OperatorSettings(mongo_uri=mongo_uri_for(mongo_server, mongo_db)))
+    reconciler = prepared(mongo_uri_for(mongo_server, mongo_db))
     sj = _syncjob(NOW - dt.timedelta(minutes=35))
     ran = scheduled_run_id("md", "quotes", dt.datetime(2026, 11, 27, 1, 40, tzinfo=dt.UTC))
     mongo_db["scheduler_executions"].insert_one({"_id": ran, "job_id": "quotes", "namespace": "md",
@@ -53,7 +60,7 @@ def test_operator_downtime_leaves_missed_records_with_scheduled_time_and_reason(
 
 def test_forbid_overlap_is_recorded_skipped_naming_the_run_still_going(
         mongo_server: MongoServer, mongo_db: Database[Any]) -> None:
-    reconciler = Reconciler(OperatorSettings(mongo_uri=mongo_uri_for(mongo_server, mongo_db)))
+    reconciler = prepared(mongo_uri_for(mongo_server, mongo_db))
     sj = _syncjob(NOW - dt.timedelta(minutes=25), concurrencyPolicy="Forbid")
     long_run = scheduled_run_id("md", "quotes", dt.datetime(2026, 11, 27, 1, 40, tzinfo=dt.UTC))
     mongo_db["scheduler_executions"].insert_one({
@@ -63,12 +70,12 @@ def test_forbid_overlap_is_recorded_skipped_naming_the_run_still_going(
     skipped = mongo_db["scheduler_executions"].find_one({"status": "skipped"})
     assert skipped is not None
     assert skipped["scheduled_time"].strftime("%H:%M") == "01:50"
-    assert skipped["reason"] == "ConcurrencyPolicyForbid"
+    assert skipped["reason"] == "ConcurrencyForbid"
     assert f"run {long_run} was still running" in skipped["error_message"]
 
 
 def test_paused_job_records_nothing(mongo_server: MongoServer, mongo_db: Database[Any]) -> None:
-    reconciler = Reconciler(OperatorSettings(mongo_uri=mongo_uri_for(mongo_server, mongo_db)))
+    reconciler = prepared(mongo_uri_for(mongo_server, mongo_db))
     reconciler.scan_schedule(_syncjob(NOW - dt.timedelta(hours=2), paused=True), Outcome(status={}), NOW,
                              judge=True)
     assert mongo_db["scheduler_executions"].count_documents({}) == 0

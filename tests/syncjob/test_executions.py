@@ -100,3 +100,21 @@ def test_a_slot_held_by_a_record_closed_elsewhere_is_free(mongo_db: Database[Any
     assert executions.claim_slot(mongo_db, "ns", "job", "ns.job-1") is None
     mongo_db[mongo.EXECUTIONS].update_one({"_id": "ns.job-1"}, {"$set": {"status": "failed"}})  # a crash mid-close
     assert executions.claim_slot(mongo_db, "ns", "job", "ns.job-2") is None
+
+
+def test_two_deletes_at_once_leave_the_tombstone(mongo_db: Database[Any]) -> None:
+    executions.open_run(mongo_db, _ident(), Writer.OPERATOR)
+    executions.close(mongo_db, "ns.job-1", S.SUCCESS, Writer.POD)
+    assert executions.delete_finished(mongo_db, "ns.job-1", "a")
+    assert not executions.delete_finished(mongo_db, "ns.job-1", "b")  # the second of a double click
+    assert executions.open_run(mongo_db, _ident(), Writer.OPERATOR) is None
+
+
+def test_the_first_cancel_request_stands(mongo_db: Database[Any]) -> None:
+    executions.open_run(mongo_db, _ident(), Writer.OPERATOR)
+    assert executions.request_cancel(mongo_db, ["ns.job-1"], "alice") == ["ns.job-1"]
+    first = mongo_db[mongo.EXECUTIONS].find_one({"_id": "ns.job-1"})
+    assert executions.request_cancel(mongo_db, ["ns.job-1"], None, reason="Replaced") == ["ns.job-1"]
+    again = mongo_db[mongo.EXECUTIONS].find_one({"_id": "ns.job-1"})
+    assert (again["cancel_requested_by"], again["cancel_reason"]) == ("alice", "Cancelled")
+    assert again["cancel_requested_at"] == first["cancel_requested_at"]  # the grace period is not pushed back

@@ -62,3 +62,24 @@ def test_metadata_keyed_by_job_alone_becomes_keyed_by_namespace_and_job(mongo_db
         raise AssertionError("a second document of the same namespace and job was accepted")
     # Only-null namespace lookups match the incumbent's document (missing field), as the API's fallback does.
     assert coll.count_documents({"namespace": {"$in": [None]}}) == 1
+
+
+def test_a_record_written_under_the_new_id_before_the_migration_does_not_erase_the_old_verdict(
+        mongo_db: Database[Any]) -> None:
+    coll = mongo_db[mongo.EXECUTIONS]
+    coll.insert_many([
+        {"_id": "job-2", "job_id": "job", "namespace": "ns", "status": "success", "timestamp": T0,
+         "execution_time": 2000, "return_value": {"inserted": 5}},
+        # written by the new operator before the migration reached job-2: the scan took it for a miss
+        {"_id": "ns.job-2", "job_id": "job", "namespace": "ns", "k8s_job": "job-2", "status": "missed",
+         "schema_version": 2, "started_at": None},
+        {"_id": "job-3", "job_id": "job", "namespace": "ns", "status": "failed", "timestamp": T0,
+         "execution_time": 1000},
+        {"_id": "ns.job-3", "job_id": "job", "namespace": "ns", "k8s_job": "job-3", "status": "running",
+         "schema_version": 2, "started_at": T0},
+    ])
+    assert migrate(mongo_db) == 2
+    assert coll.find_one({"_id": "ns.job-2"})["status"] == "success"
+    assert coll.find_one({"_id": "ns.job-2"})["return_value"] == {"inserted": 5}
+    assert coll.find_one({"_id": "ns.job-3"})["status"] == "failed"
+    assert coll.count_documents({"_id": {"$in": ["job-2", "job-3"]}}) == 0

@@ -131,11 +131,13 @@ def mark_failed(
             executions.require_running(executions.find(db, execution_id), execution_id, "mark failed")
             raise HTTPException(409, f"Cannot mark execution {execution_id} failed: it is no longer running")
         stopped = ""
-        if alive and namespace and job_name:
+        if namespace and job_name:
+            # Also with no pod alive: a Job waiting out a retry's back-off would start another pod.
             a.details = {"reason": reason, "stopped_pods": alive, "deleted_job": job_name}
             try:
                 kubeops.delete_job(ctx.kube, namespace, job_name)
-                stopped = f"; deleted Job {job_name} to stop its pod ({', '.join(alive)})"
+                stopped = (f"; deleted Job {job_name} to stop its pod ({', '.join(alive)})" if alive
+                           else f"; deleted Job {job_name}, so that no retry starts")
             except ApiException as exc:  # the record says failed; the pod stops when it notices
                 a.details["delete_error"] = describe_kube(exc)
                 stopped = (f"; could not delete Job {job_name} ({describe_kube(exc)}): its pod stops when it "
