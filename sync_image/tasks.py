@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,7 +135,7 @@ def _run_batched(
     feature: str,
     collection: str,
     fetch: Callable[[list[str]], Callable[[Source], pd.DataFrame]],
-    constants: Callable[[str], dict[str, Any]],
+    to_documents: Callable[[pd.DataFrame, str], Iterable[dict[str, Any]]],
     codes: list[str],
     batch_size: int,
 ) -> TaskResult:
@@ -150,7 +150,7 @@ def _run_batched(
         except AllSourcesFailed as exc:
             result.fail(len(batch), exc, f"{feature} batch {number + 1} ({batch[0]}…)")
         else:
-            result.counts.add(upserter.write(schema.documents(frame, **constants(source)), source))
+            result.counts.add(upserter.write(to_documents(frame, source), source))
         result.processed_items += len(batch)
     return result
 
@@ -160,9 +160,17 @@ def run_quotes(ctx: TaskContext) -> TaskResult:
     return _run_batched(
         ctx, "quotes", mongo.MARKET_QUOTES,
         lambda batch: lambda s: s.quotes(batch),
-        lambda source: {"source": source, "data_source": source},
+        lambda frame, source: schema.documents(frame, source=source, data_source=source),
         codes, max(ctx.options.batch_size, 200),
     )
+
+
+def financial_documents(frame: pd.DataFrame, source: Source) -> Iterator[dict[str, Any]]:
+    """Financial rows as stored: what the figures cover (`report_type`) and which figures this source cannot give."""
+    missing = sorted(schema.FINANCIAL_FIGURES - source.financial_figures)
+    for doc in schema.documents(frame, data_source=source.name, fields_not_provided=missing):
+        doc["report_type"] = schema.report_type(doc.get("report_period"))
+        yield doc
 
 
 def run_financial(ctx: TaskContext) -> TaskResult:
@@ -171,7 +179,7 @@ def run_financial(ctx: TaskContext) -> TaskResult:
     return _run_batched(
         ctx, "financial", mongo.STOCK_FINANCIAL_DATA,
         lambda batch: lambda s: s.financial(batch, periods),
-        lambda source: {"data_source": source, "report_type": "quarterly"},
+        lambda frame, source: financial_documents(frame, ctx.chain.named(source)),
         codes, ctx.options.batch_size,
     )
 

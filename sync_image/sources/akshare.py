@@ -19,12 +19,14 @@ from sync_image import schema
 from sync_image.errors import SourceDataError, SourceEmpty, SourceError, classify_exception
 from sync_image.sources.base import Probe, Source, SourceInfo, describe_codes
 
-_HIST = {"日期": "trade_date", "开盘": "open", "收盘": "close", "最高": "high", "最低": "low", "成交量": "volume",
-         "成交额": "amount", "振幅": "amplitude", "涨跌幅": "pct_chg", "涨跌额": "change", "换手率": "turnover_rate"}
-_SPOT = {"代码": "code", "名称": "name", "最新价": "price", "涨跌幅": "pct_chg", "成交量": "volume", "成交额": "amount",
-         "最高": "high", "最低": "low", "今开": "open", "昨收": "pre_close", "换手率": "turnover_rate"}
+HIST_COLUMNS = {"日期": "trade_date", "开盘": "open", "收盘": "close", "最高": "high", "最低": "low",
+                "成交量": "volume", "成交额": "amount", "振幅": "amplitude", "涨跌幅": "pct_chg", "涨跌额": "change",
+                "换手率": "turnover_rate"}
+SPOT_COLUMNS = {"代码": "code", "名称": "name", "最新价": "price", "涨跌幅": "pct_chg", "成交量": "volume",
+                "成交额": "amount", "最高": "high", "最低": "low", "今开": "open", "昨收": "pre_close",
+                "换手率": "turnover_rate"}
 # stock_financial_analysis_indicator_em (eastmoney, English upper-case keys; amounts in CNY, ratios in %)
-_FIN_EM = {"SECUCODE": "code", "REPORT_DATE": "report_period", "NOTICE_DATE": "ann_date", "EPSJB": "eps",
+FINANCIAL_EM_COLUMNS = {"SECUCODE": "code", "REPORT_DATE": "report_period", "NOTICE_DATE": "ann_date", "EPSJB": "eps",
            "BPS": "bps", "ROEJQ": "roe", "XSMLL": "gross_margin", "XSJLL": "net_margin", "ZCFZL": "debt_to_assets",
            "TOTALOPERATEREVE": "revenue", "PARENTNETPROFIT": "net_profit", "TOTALOPERATEREVETZ": "revenue_yoy",
            "PARENTNETPROFITTZ": "net_profit_yoy", "LD": "current_ratio", "SD": "quick_ratio"}
@@ -37,6 +39,8 @@ def _empty(frame: Any) -> bool:
 class AkshareSource(Source):
     """akshare: eastmoney for basics, quotes, daily bars and financials; sina for the calendar."""
 
+    financial_figures = frozenset({"eps", "bps", "roe", "gross_margin", "net_margin", "debt_to_assets", "revenue",
+                                   "net_profit", "revenue_yoy", "net_profit_yoy", "current_ratio", "quick_ratio"})
     info = SourceInfo(
         name="akshare", title="AKShare", markets=("SH", "SZ", "BJ"), needs_key=False, free=True,
         features=frozenset({"basics", "quotes", "daily", "financial", "calendar", "status"}),
@@ -80,8 +84,8 @@ class AkshareSource(Source):
             fetched_at = pd.Timestamp.now(tz="UTC")
             raw = self._call("stock_zh_a_spot_em")
             try:
-                spot = raw.rename(columns=_SPOT)
-                spot = spot[[c for c in _SPOT.values()]].copy()
+                spot = raw.rename(columns=SPOT_COLUMNS)
+                spot = spot[[c for c in SPOT_COLUMNS.values()]].copy()
                 spot["code"] = spot["code"].map(_lenient_code)
                 spot = spot.dropna(subset=["code"])
                 spot["volume"] = pd.to_numeric(spot["volume"], errors="coerce") * 100.0  # lots → shares
@@ -107,7 +111,7 @@ class AkshareSource(Source):
             except SourceEmpty:
                 continue
             try:
-                frame = raw.rename(columns=_HIST)
+                frame = raw.rename(columns=HIST_COLUMNS)
                 frame["code"] = canonical
                 frame["volume"] = pd.to_numeric(frame["volume"]) * 100.0  # lots → shares; amount already CNY
                 frame["pre_close"] = pd.to_numeric(frame["close"]) - pd.to_numeric(frame["change"])
@@ -127,7 +131,7 @@ class AkshareSource(Source):
             except SourceEmpty:
                 continue
             try:
-                frame = raw.rename(columns=_FIN_EM)
+                frame = raw.rename(columns=FINANCIAL_EM_COLUMNS)
                 frame["code"] = codelib.normalise(code)
                 parts.append(frame)
             except (KeyError, ValueError) as exc:

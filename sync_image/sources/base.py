@@ -22,7 +22,7 @@ import pandas as pd
 
 from sync_image.errors import FeatureNotSupported, SourceEmpty
 
-FEATURES = ("basics", "quotes", "daily", "financial", "calendar", "status")
+FEATURES = ("basics", "quotes", "daily", "daily_market", "financial", "calendar", "status")
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ class Source(ABC):
     """A market-data source. Methods raise `SourceError` subclasses; none returns an empty frame."""
 
     info: ClassVar[SourceInfo]
+    # The canonical financial figures this source provides with exactly the meaning schema.FINANCIAL_MEANINGS gives.
+    financial_figures: ClassVar[frozenset[str]] = frozenset()
 
     @property
     def name(self) -> str:
@@ -81,6 +83,10 @@ class Source(ABC):
     def daily(self, codes: Sequence[str], start: dt.date, end: dt.date) -> pd.DataFrame:
         """Unadjusted daily bars for these codes from start to end inclusive, canonical `daily` columns."""
         raise self.unsupported("daily")
+
+    def market_daily(self, day: dt.date) -> pd.DataFrame:
+        """Unadjusted daily bars of every A-share for one session in one call (feature `daily_market`)."""
+        raise self.unsupported("daily_market")
 
     def financial(self, codes: Sequence[str], periods: int) -> pd.DataFrame:
         """Key indicators for the latest `periods` report periods, canonical `financial` columns."""

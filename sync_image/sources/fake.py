@@ -4,10 +4,17 @@ In the style of httpx's `MockTransport(handler)`: `FakeLibrary(handler)` stands 
 tushare `pro_api()` client, the `akshare` module or the `baostock` module. Any attribute is a function; calling it
 calls `handler(call)` with the function's name and arguments, and returns what the handler returns (a DataFrame
 in the library's real shape, a `FakeResultSet` for baostock, None) or raises what it raises. Every call is recorded.
+
+A fake that accepts anything cannot catch a renamed function or parameter, so a fake can be given the real library
+as `spec`: then a call of a function the library lacks raises `AttributeError`, and arguments that do not bind to
+the installed function's signature (`inspect.signature(...).bind`) raise `TypeError`, exactly as the real call
+would. tushare's pro client answers any attribute (`DataApi.__getattr__`), so its endpoints are checked against
+tushare's documentation instead (`tests/sync_image/sources/test_contracts.py`).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,8 +40,9 @@ Handler = Callable[[FakeCall], Any]
 class FakeLibrary:
     """A stand-in for a library module or client object; every function call goes to `handler`."""
 
-    def __init__(self, handler: Handler, **attributes: Any) -> None:
+    def __init__(self, handler: Handler, *, spec: Any = None, **attributes: Any) -> None:
         self._handler = handler
+        self._spec = spec
         self.calls: list[FakeCall] = []
         for key, value in attributes.items():
             object.__setattr__(self, key, value)
@@ -42,8 +50,14 @@ class FakeLibrary:
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if name.startswith("__"):
             raise AttributeError(name)
+        real = None
+        if self._spec is not None:
+            real = getattr(self._spec, name)  # AttributeError, as the library would raise
+            real = inspect.unwrap(real)
 
         def function(*args: Any, **kwargs: Any) -> Any:
+            if real is not None:
+                inspect.signature(real).bind(*args, **kwargs)  # TypeError on a parameter the library lacks
             call = FakeCall(name, args, kwargs)
             self.calls.append(call)
             return self._handler(call)

@@ -93,6 +93,9 @@ class FallbackSource(Source):
         summary = "; ".join(f"{e.source}: {type(e).__name__}" for e in errors) or "no usable source"
         raise AllSourcesFailed(f"every source failed for {feature}: {summary}", errors)
 
+    def named(self, name: str) -> Source:
+        return next(s for s in self.sources if s.name == name)
+
     def close(self) -> None:
         for source in self.sources:
             source.close()
