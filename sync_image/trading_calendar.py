@@ -26,6 +26,7 @@ SESSIONS: tuple[tuple[dt.time, dt.time], ...] = (
     (dt.time(9, 30), dt.time(11, 30)),
     (dt.time(13, 0), dt.time(15, 0)),
 )
+OPENING_AUCTION = dt.time(9, 15)
 SourceCalendar = Callable[[dt.date, dt.date], list[dt.date]]
 
 
@@ -97,6 +98,26 @@ class TradingCalendar:
                 return day
             day -= dt.timedelta(days=1)
         return on_or_before
+
+    def session_of(self, when: dt.datetime) -> dt.date:
+        """The trading session a market snapshot taken at `when` shows: today's once the opening auction began
+        (09:15) on a trading day, else the last session before (a weekend or pre-open fetch shows the last close)."""
+        local = when.astimezone(SHANGHAI)
+        day = local.date()
+        if self.is_trading_day(day) and local.time().replace(tzinfo=None) >= OPENING_AUCTION:
+            return day
+        return self.last_trading_day(day - dt.timedelta(days=1))
+
+    def closing_time(self, day: dt.date) -> dt.datetime:
+        """15:00 Asia/Shanghai on `day`, as UTC."""
+        return dt.datetime.combine(day, SESSIONS[-1][1], SHANGHAI).astimezone(dt.UTC)
+
+    def last_closed_session(self, now: dt.datetime, delay: dt.timedelta = dt.timedelta()) -> dt.date:
+        """The newest session whose bars are final at `now`: closed at 15:00 and published `delay` later."""
+        day = self.last_trading_day(now.astimezone(SHANGHAI).date())
+        while self.closing_time(day) + delay > now:
+            day = self.last_trading_day(day - dt.timedelta(days=1))
+        return day
 
     def session_check(self, when: dt.datetime) -> SessionCheck:
         """Is `when` (timezone-aware) inside a trading session?"""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -18,6 +18,7 @@ from sync_image import codes as codelib
 from sync_image import schema
 from sync_image.errors import SourceDataError, SourceEmpty, SourceError, classify_exception
 from sync_image.sources.base import Probe, Source, SourceInfo, describe_codes
+from sync_image.trading_calendar import TradingCalendar
 
 HIST_COLUMNS = {"日期": "trade_date", "开盘": "open", "收盘": "close", "最高": "high", "最低": "low",
                 "成交量": "volume", "成交额": "amount", "振幅": "amplitude", "涨跌幅": "pct_chg", "涨跌额": "change",
@@ -47,9 +48,12 @@ class AkshareSource(Source):
         notes="scrapes public sites; eastmoney bans IPs under load; no official rate limits",
     )
 
-    def __init__(self, *, api: Any = None, timeout: float = 30.0) -> None:
+    def __init__(self, *, api: Any = None, timeout: float = 30.0, calendar: TradingCalendar | None = None,
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
         self._api = api
         self.timeout = timeout
+        self.calendar = calendar or TradingCalendar()
+        self._clock = clock
         self._spot: pd.DataFrame | None = None
 
     def open(self) -> None:
@@ -81,16 +85,20 @@ class AkshareSource(Source):
 
     def quotes(self, codes: Sequence[str]) -> pd.DataFrame:
         if self._spot is None:
-            fetched_at = pd.Timestamp.now(tz="UTC")
+            fetched_at = self._clock()
             raw = self._call("stock_zh_a_spot_em")
+            # The snapshot carries no date or time: it shows the session under way, or the last one that closed
+            # (a weekend fetch shows Friday's close). Dated by that session, timed no later than its close.
+            session = self.calendar.session_of(fetched_at)
+            quote_time = min(fetched_at, self.calendar.closing_time(session))
             try:
                 spot = raw.rename(columns=SPOT_COLUMNS)
                 spot = spot[[c for c in SPOT_COLUMNS.values()]].copy()
                 spot["code"] = spot["code"].map(_lenient_code)
                 spot = spot.dropna(subset=["code"])
                 spot["volume"] = pd.to_numeric(spot["volume"], errors="coerce") * 100.0  # lots → shares
-                spot["quote_time"] = fetched_at  # the snapshot carries no time: stamp the fetch
-                spot["trade_date"] = fetched_at.tz_convert("Asia/Shanghai").date()
+                spot["quote_time"] = pd.Timestamp(quote_time)
+                spot["trade_date"] = session
             except (KeyError, ValueError) as exc:
                 raise SourceDataError(f"stock_zh_a_spot_em: {exc!r}", source=self.name) from exc
             self._spot = schema.conform(spot, "quotes")

@@ -163,8 +163,12 @@ class TushareSource(Source):
                 "volume": raw["volume"],  # sina: already shares
                 "amount": raw["amount"],
             })
-            price, pre = pd.to_numeric(out["price"]), pd.to_numeric(out["pre_close"])
-            out["pct_chg"] = ((price / pre.where(pre != 0)) - 1.0) * 100.0
+            # realtime_quote fills what it cannot parse with 0: a suspended stock "trades" at 0.000. No price is 0.
+            for column in ("price", "open", "high", "low", "pre_close"):
+                number = pd.to_numeric(out[column], errors="coerce")
+                out[column] = number.where(number > 0)
+            price, pre = out["price"], out["pre_close"]
+            out["pct_chg"] = ((price / pre) - 1.0) * 100.0
             return schema.conform(out, "quotes")
         except (KeyError, ValueError) as exc:
             raise SourceDataError(f"realtime_quote: {exc!r}", source=self.name) from exc

@@ -169,3 +169,9 @@ def test_status_probe_reports_permission_refusal_as_reachable_but_not_permitted(
     probe = source(refuse).probe()
     assert (probe.available, probe.permission, probe.error_class) == (True, False, "SourcePermissionDenied")
     assert source(lambda call: ts_daily()).probe().permission is True
+
+
+def test_a_realtime_quote_of_zero_is_no_price_not_minus_100_percent() -> None:
+    src = source(module_handler=lambda call: ts_realtime(price=0.0))
+    row = src.quotes(["600000.SH"]).iloc[0]
+    assert pd.isna(row["price"]) and pd.isna(row["pct_chg"])
