@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import pandas as pd
 
@@ -32,6 +32,8 @@ FINANCIAL_EM_COLUMNS = {"SECUCODE": "code", "REPORT_DATE": "report_period", "NOT
            "TOTALOPERATEREVE": "revenue", "PARENTNETPROFIT": "net_profit", "TOTALOPERATEREVETZ": "revenue_yoy",
            "PARENTNETPROFITTZ": "net_profit_yoy", "LD": "current_ratio", "SD": "quick_ratio"}
 
+_SITES = {"tool_trade_date_hist_sina": "sina", "stock_info_a_code_name": "exchanges"}  # the rest is eastmoney
+
 
 def _empty(frame: Any) -> bool:
     return frame is None or len(getattr(frame, "columns", ())) == 0 or len(frame) == 0
@@ -42,6 +44,10 @@ class AkshareSource(Source):
 
     financial_figures = frozenset({"eps", "bps", "roe", "gross_margin", "net_margin", "debt_to_assets", "revenue",
                                    "net_profit", "revenue_yoy", "net_profit_yoy", "current_ratio", "quick_ratio"})
+    # eastmoney bans clients that hammer it (akshare issues: a ban after ~200 stocks fetched at full speed, lifted
+    # hours later): two calls in flight and two a second by default; sina and the exchanges' lists rarely change.
+    max_concurrency = 2
+    default_rate_limits: ClassVar[Mapping[str, float]] = {"eastmoney": 120, "sina": 10, "exchanges": 10}
     info = SourceInfo(
         name="akshare", title="AKShare", markets=("SH", "SZ", "BJ"), needs_key=False, free=True,
         features=frozenset({"basics", "quotes", "daily", "financial", "calendar", "status"}),
@@ -64,6 +70,7 @@ class AkshareSource(Source):
 
     def _call(self, function: str, **params: Any) -> pd.DataFrame:
         self.open()
+        self.limits.acquire(_SITES.get(function, "eastmoney"))
         try:
             frame = getattr(self._api, function)(**params)
         except Exception as exc:

@@ -58,6 +58,7 @@ class BaostockSource(Source):
     # revenue), netProfit net profit including minorities (not the parent's share) and roeAvg ROE on simple average
     # equity (not weighted): only the margins and TTM EPS mean what the canonical fields mean.
     financial_figures = frozenset({"eps_ttm", "gross_margin", "net_margin"})
+    max_concurrency = 1  # one login session over one module-global socket
     info = SourceInfo(
         name="baostock", title="BaoStock", markets=("SH", "SZ"), needs_key=False, free=True,
         features=frozenset({"basics", "daily", "daily_market", "financial", "calendar", "status"}),

@@ -11,16 +11,15 @@ never returned: the adapter raises `SourceEmpty` instead, so "returned nothing" 
 from __future__ import annotations
 
 import datetime as dt
-import threading
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import pandas as pd
 
 from sync_image.errors import FeatureNotSupported, SourceEmpty
+from sync_image.quota import Limits
 
 FEATURES = ("basics", "quotes", "daily", "daily_market", "financial", "calendar", "status")
 
@@ -61,6 +60,29 @@ class Source(ABC):
     info: ClassVar[SourceInfo]
     # The canonical financial figures this source provides with exactly the meaning schema.FINANCIAL_MEANINGS gives.
     financial_figures: ClassVar[frozenset[str]] = frozenset()
+    # How many calls may be in flight at once, and calls per minute by API (or site): what the source allows.
+    # Both are defaults, overridden by SYNC_OPTIONS (`source_concurrency`, `source_rate_limits`).
+    max_concurrency: ClassVar[int] = 1
+    default_rate_limits: ClassVar[Mapping[str, float]] = {}
+    _limits: Limits | None = None
+
+    @property
+    def account(self) -> str:
+        """Whose quota this source's calls spend (runs with the same account share one quota)."""
+        return self.name
+
+    @property
+    def limits(self) -> Limits:
+        if self._limits is None:
+            self._limits = Limits(self.account, dict(self.default_rate_limits))
+        return self._limits
+
+    def configure(self, *, rate_limits: Mapping[str, float] | None = None, concurrency: int | None = None) -> None:
+        """Override the default limits (calls per minute by API; calls in flight)."""
+        if rate_limits:
+            self._limits = Limits(self.account, {**self.default_rate_limits, **rate_limits}, self.limits.store)
+        if concurrency:
+            self.max_concurrency = concurrency  # type: ignore[misc]  # an instance override of the default
 
     @property
     def name(self) -> str:
@@ -110,33 +132,3 @@ class Source(ABC):
 def describe_codes(codes: Sequence[str], limit: int = 3) -> str:
     shown = ",".join(codes[:limit])
     return shown + (f",…(+{len(codes) - limit})" if len(codes) > limit else "")
-
-
-class RateLimiter:
-    """At most `per_minute` calls in any 60 s window: callers block until a call is allowed (tushare quotas)."""
-
-    def __init__(
-        self, per_minute: int, clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if per_minute <= 0:
-            raise ValueError("per_minute must be positive")
-        self.per_minute = per_minute
-        self._clock = clock
-        self._sleep = sleep
-        self._calls: list[float] = []
-        self._lock = threading.Lock()
-
-    def acquire(self) -> float:
-        """Wait for a free slot; return how long we waited."""
-        waited = 0.0
-        with self._lock:
-            while True:
-                now = self._clock()
-                self._calls = [t for t in self._calls if now - t < 60.0]
-                if len(self._calls) < self.per_minute:
-                    self._calls.append(now)
-                    return waited
-                delay = 60.0 - (now - self._calls[0]) + 0.01
-                self._sleep(delay)
-                waited += delay

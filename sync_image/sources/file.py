@@ -26,6 +26,7 @@ DATASETS = ("basics", "quotes", "daily", "financial", "calendar")
 class FileSource(Source):
     """Reads canonical files from one folder; each file is read once per run."""
 
+    max_concurrency = 4
     financial_figures = schema.FINANCIAL_FIGURES  # files are in the canonical schema already
     info = SourceInfo(
         name="file", title="Files (CSV/Parquet)", markets=("SH", "SZ", "BJ"), needs_key=False, free=True,

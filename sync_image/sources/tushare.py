@@ -9,6 +9,7 @@ Everything here turns those into canonical frames and `SourceError`s. Each API c
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -26,9 +27,10 @@ from sync_image.errors import (
     SourceUnavailable,
     classify_exception,
 )
-from sync_image.sources.base import Probe, RateLimiter, Source, SourceInfo, describe_codes
+from sync_image.quota import Limits
+from sync_image.sources.base import Probe, Source, SourceInfo, describe_codes
 
-DEFAULT_RATE_LIMITS: dict[str, int] = {
+DEFAULT_RATE_LIMITS: dict[str, float] = {
     "stock_basic": 50,
     "daily": 500,
     "fina_indicator": 200,
@@ -81,6 +83,8 @@ class TushareSource(Source):
 
     financial_figures = frozenset({"eps", "bps", "roe", "gross_margin", "net_margin", "debt_to_assets", "revenue",
                                    "net_profit", "revenue_yoy", "net_profit_yoy", "current_ratio", "quick_ratio"})
+    max_concurrency = 8
+    default_rate_limits = DEFAULT_RATE_LIMITS
     info = SourceInfo(
         name="tushare", title="Tushare Pro", markets=("SH", "SZ", "BJ"), needs_key=True, free=False,
         features=frozenset({"basics", "quotes", "daily", "daily_market", "financial", "calendar", "status"}),
@@ -93,17 +97,21 @@ class TushareSource(Source):
         *,
         pro: Any = None,
         module: Any = None,
-        rate_limits: Mapping[str, int] | None = None,
+        rate_limits: Mapping[str, float] | None = None,
         timeout: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.token = token
         self._pro = pro
         self._module = module
         self.timeout = timeout
-        limits = {**DEFAULT_RATE_LIMITS, **(rate_limits or {})}
-        self.limiters = {api: RateLimiter(n, clock=clock, sleep=sleep) for api, n in limits.items()}
+        self._limits = Limits(self.account, {**DEFAULT_RATE_LIMITS, **(rate_limits or {})}, clock=clock, sleep=sleep)
+
+    @property
+    def account(self) -> str:
+        """The token's quota: a digest of the token, so the quota document never holds the token itself."""
+        return "tushare:" + hashlib.sha256(self.token.encode()).hexdigest()[:16]
 
     def open(self) -> None:
         if self._module is None:
@@ -120,9 +128,7 @@ class TushareSource(Source):
 
     def _call(self, api: str, target: Any, **params: Any) -> pd.DataFrame:
         self.open()
-        limiter = self.limiters.get(api)
-        if limiter is not None:
-            limiter.acquire()
+        self.limits.acquire(api)
         try:
             frame = getattr(target, api)(**params)
         except Exception as exc:
