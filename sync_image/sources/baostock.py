@@ -180,6 +180,10 @@ class BaostockSource(Source):
         except (KeyError, ValueError) as exc:
             raise SourceDataError(f"query_history_k_data_plus: {exc!r}", source=self.name) from exc
 
+    def take_suspensions(self) -> list[tuple[str, object]]:
+        taken, self.suspended = self.suspended, []
+        return taken
+
     def financial(self, codes: Sequence[str], periods: int) -> pd.DataFrame:
         quarters = _recent_quarters(self._today(), periods + 1)  # the newest quarter may not be published yet
         rows = []

@@ -110,6 +110,10 @@ class Source(ABC):
         """Unadjusted daily bars of every A-share for one session in one call (feature `daily_market`)."""
         raise self.unsupported("daily_market")
 
+    def take_suspensions(self) -> list[tuple[str, object]]:
+        """The (code, date) of suspended sessions this source reported since the last call (for the gap report)."""
+        return []
+
     def financial(self, codes: Sequence[str], periods: int) -> pd.DataFrame:
         """Key indicators for the latest `periods` report periods, canonical `financial` columns."""
         raise self.unsupported("financial")
