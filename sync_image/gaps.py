@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,56 +78,83 @@ def _find(collection: Any, query: dict[str, Any], projection: dict[str, Any]) ->
     return list(collection.find(query, projection))
 
 
+def _ranges_of(codes: Sequence[str], field_name: str, key: Callable[[str], str]) -> Iterator[tuple[dict[str, Any],
+                                                                                                   set[str]]]:
+    """Range filters over sorted keys, READ_CHUNK codes each: a range is served from the index where a long `$in`
+    is matched value by value (about 15x slower on the test bed's server); the rows are filtered by code after."""
+    ordered = sorted(set(codes), key=key)
+    for i in range(0, len(ordered), READ_CHUNK):
+        chunk = ordered[i:i + READ_CHUNK]
+        yield {field_name: {"$gte": key(chunk[0]), "$lte": key(chunk[-1])}}, set(chunk)
+
+
 def listing_dates(db: Database[Any], retry: MongoRetry, codes: Sequence[str]) -> dict[str, dt.date]:
     """The listing date of each code that stock_basic_info knows (any source)."""
     out: dict[str, dt.date] = {}
-    for i in range(0, len(codes), READ_CHUNK):
-        chunk = list(codes[i:i + READ_CHUNK])
-        rows = retry(functools.partial(_find, db[mongo.STOCK_BASIC_INFO], {"code": {"$in": chunk},
-                     "list_date": {"$ne": None}}, {"_id": 0, "code": 1, "list_date": 1}), "read listing dates")
+    for query, wanted in _ranges_of(codes, "code", str):
+        rows = retry(functools.partial(_find, db[mongo.STOCK_BASIC_INFO], query,
+                                       {"_id": 0, "code": 1, "list_date": 1}), "read listing dates")
         for row in rows:
-            day = schema.to_date(row.get("list_date"))
-            if day is not None:
-                out[str(row["code"])] = min(day, out.get(str(row["code"]), day))
-    return out
-
-
-def stored_sessions(db: Database[Any], retry: MongoRetry, codes: Sequence[str], sources: Sequence[str],
-                    start: dt.date, end: dt.date, collection: str = mongo.STOCK_DAILY_QUOTES,
-                    ) -> dict[str, set[dt.date]]:
-    """The days with a stored daily bar (or suspension) per code, from any of `sources`, in [start, end]."""
-    out: dict[str, set[dt.date]] = defaultdict(set)
-    wanted = set(codes)
-    query_base: dict[str, Any] = {"data_source": {"$in": list(sources)},
-                                  "trade_date": {"$gte": start.isoformat(), "$lte": end.isoformat()}}
-    if collection == mongo.STOCK_DAILY_QUOTES:
-        query_base["period"] = "daily"
-    for i in range(0, len(codes), READ_CHUNK):
-        symbols = sorted({c[:6] for c in codes[i:i + READ_CHUNK]})
-        query = {"symbol": {"$in": symbols}, **query_base}
-        rows = retry(functools.partial(_find, db[collection], query, {"_id": 0, "code": 1, "trade_date": 1}),
-                     f"read stored days of {collection}")
-        for row in rows:
-            code, day = str(row.get("code")), schema.to_date(row.get("trade_date"))
+            code, day = str(row.get("code")), schema.to_date(row.get("list_date"))
             if code in wanted and day is not None:
-                out[code].add(day)
+                out[code] = min(day, out.get(code, day))
     return out
 
 
-def daily_gaps(db: Database[Any], retry: MongoRetry, calendar: TradingCalendar, codes: Sequence[str],
-               sources: Sequence[str], start: dt.date, end: dt.date,
+@dataclass(frozen=True)
+class LastBar:
+    day: dt.date
+    final: bool
+
+
+@dataclass
+class DailyState:
+    """What is stored for a run's codes from the window's start on: bars by code (any of the job's sources), each
+    (code, source)'s newest bar, and the suspensions sources reported. Read once, at the start of a run."""
+
+    bars: dict[str, set[dt.date]] = field(default_factory=lambda: defaultdict(set))
+    last: dict[tuple[str, str], LastBar] = field(default_factory=dict)
+    suspended: dict[str, set[dt.date]] = field(default_factory=lambda: defaultdict(set))
+
+    def add(self, code: str, day: dt.date) -> None:
+        self.bars[code].add(day)
+
+
+def read_daily(db: Database[Any], retry: MongoRetry, codes: Sequence[str], sources: Sequence[str],
+               start: dt.date) -> DailyState:
+    state = DailyState()
+    base: dict[str, Any] = {"data_source": {"$in": list(sources)}, "trade_date": {"$gte": start.isoformat()}}
+    projection = {"_id": 0, "code": 1, "trade_date": 1, "data_source": 1, "final": 1}
+    for collection in (mongo.STOCK_DAILY_QUOTES, SUSPENSIONS.name):
+        extra = {"period": "daily"} if collection == mongo.STOCK_DAILY_QUOTES else {}
+        for query, wanted in _ranges_of(codes, "symbol", lambda c: c[:6]):
+            rows = retry(functools.partial(_find, db[collection], {**query, **base, **extra}, projection),
+                         f"read stored days of {collection}")
+            for row in rows:
+                code, day = str(row.get("code")), schema.to_date(row.get("trade_date"))
+                if code not in wanted or day is None:
+                    continue
+                if collection == SUSPENSIONS.name:
+                    state.suspended[code].add(day)
+                    continue
+                state.bars[code].add(day)
+                key = (code, str(row.get("data_source")))
+                if key not in state.last or day > state.last[key].day:
+                    state.last[key] = LastBar(day, bool(row.get("final")))
+    return state
+
+
+def daily_gaps(state: DailyState, calendar: TradingCalendar, codes: Sequence[str], start: dt.date, end: dt.date,
                listed: Mapping[str, dt.date] | None = None) -> tuple[dict[str, SymbolGaps], list[dt.date]]:
     """Per code with a gap: its missing and its suspended sessions in [max(start, listing), end]; and the sessions."""
     sessions = calendar.trading_days(start, end) if start <= end else []
     if not sessions or not codes:
         return {}, sessions
     listed = listed or {}
-    bars = stored_sessions(db, retry, codes, sources, start, end)
-    suspended = stored_sessions(db, retry, codes, sources, start, end, SUSPENSIONS.name)
     out: dict[str, SymbolGaps] = {}
     for code in codes:
         since = max(start, listed.get(code, start))
-        have, halted = bars.get(code, set()), suspended.get(code, set())
+        have, halted = state.bars.get(code, set()), state.suspended.get(code, set())
         gap = SymbolGaps()
         for day in sessions:
             if day < since or day in have:
@@ -160,15 +187,13 @@ def financial_gaps(db: Database[Any], retry: MongoRetry, codes: Sequence[str], s
     expected = sorted(expected_periods(today, periods))
     listed = listed or {}
     stored: dict[str, set[dt.date]] = defaultdict(set)
-    for i in range(0, len(codes), READ_CHUNK):
-        symbols = sorted({c[:6] for c in codes[i:i + READ_CHUNK]})
-        query = {"symbol": {"$in": symbols}, "data_source": {"$in": list(sources)},
-                 "report_period": {"$in": [p.isoformat() for p in expected]}}
-        for row in retry(functools.partial(_find, db[mongo.STOCK_FINANCIAL_DATA], query,
+    base = {"data_source": {"$in": list(sources)}, "report_period": {"$in": [p.isoformat() for p in expected]}}
+    for query, wanted in _ranges_of(codes, "symbol", lambda c: c[:6]):
+        for row in retry(functools.partial(_find, db[mongo.STOCK_FINANCIAL_DATA], {**query, **base},
                                            {"_id": 0, "code": 1, "report_period": 1}), "read stored report periods"):
-            day = schema.to_date(row.get("report_period"))
-            if day is not None:
-                stored[str(row.get("code"))].add(day)
+            code, day = str(row.get("code")), schema.to_date(row.get("report_period"))
+            if code in wanted and day is not None:
+                stored[code].add(day)
     out: dict[str, SymbolGaps] = {}
     for code in codes:
         since = listed.get(code)

@@ -49,6 +49,8 @@ class SyncOptions(BaseModel):
     source_rate_limits: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="Calls per minute by source and API or site, e.g. {akshare: {eastmoney: "
         "60}} (defaults: tushare per its docs' lowest paid tier, akshare eastmoney 120, sina 10).")
+    rate_margin: float = Field(default=0.95, gt=0, le=1.0, description="Share of each quota the run asks for: "
+                               "evenly spaced calls still reach a server a few milliseconds early or late.")
     source_concurrency: dict[str, int] = Field(
         default_factory=dict, description="Calls in flight at once by source (defaults: tushare 8, akshare 2, "
         "baostock 1: its one session, file 4).")

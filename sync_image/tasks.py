@@ -57,8 +57,8 @@ from syncjob.model import Task
 log = logging.getLogger(__name__)
 MAX_ITEM_ERRORS = 20
 DRAIN_SECONDS = 20.0  # how long a stopping run waits for the units in flight, to count what they wrote
+UNITS_PER_WORKER = 32
 CHECKPOINT_SECONDS = 0.25  # between two progress checkpoints of concurrent units (each reads the record)
-INCREMENTAL_LOOKBACK = dt.timedelta(days=366)  # how far before the window an incremental run looks for a last bar
 
 
 @dataclass
@@ -313,45 +313,27 @@ def run_financial(ctx: TaskContext) -> TaskResult:
 # -- daily bars ------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LastBar:
-    day: dt.date
-    final: bool
-
-
-def _last_bars(ctx: TaskContext, codes: list[str], since: dt.date) -> dict[tuple[str, str], LastBar]:
-    """The newest stored bar of each (code, source) from `since` on: each source's series has its own end."""
-    out: dict[tuple[str, str], LastBar] = {}
-    sources = [s.name for s in ctx.chain.sources]
-    for chunk in _chunks(codes, gaplib.READ_CHUNK):
-        pipeline: list[dict[str, Any]] = [
-            {"$match": {"symbol": {"$in": sorted({c[:6] for c in chunk})}, "period": "daily",
-                        "data_source": {"$in": sources}, "trade_date": {"$gte": since.isoformat()}}},
-            {"$sort": {"trade_date": -1}},
-            {"$group": {"_id": {"code": "$code", "source": "$data_source"}, "last": {"$first": "$trade_date"},
-                        "final": {"$first": "$final"}}},
-        ]
-        rows = ctx.retry(functools.partial(_aggregate, ctx.db[mongo.STOCK_DAILY_QUOTES], pipeline), "read last bars")
-        for row in rows:
-            key, day = row.get("_id") or {}, schema.to_date(row.get("last"))
-            if key.get("code") and day is not None:
-                out[(str(key["code"]), str(key["source"]))] = LastBar(day, bool(row.get("final")))
-    return out
-
-
-def _aggregate(collection: Any, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return list(collection.aggregate(pipeline))
-
-
 @dataclass
 class DailyPlan:
     """What a daily run fetches: per code, the ranges each source still needs."""
 
     codes: list[str]
     window_start: dt.date
-    last: dict[tuple[str, str], LastBar]
+    last: dict[tuple[str, str], gaplib.LastBar]
     incremental: bool
     repairs: dict[str, list[tuple[dt.date, dt.date]]] = field(default_factory=dict)
+    state: gaplib.DailyState = field(default_factory=gaplib.DailyState)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def write(self, upserter: Upserter, docs: list[dict[str, Any]], source: str) -> Counts:
+        """Store bars, and note them as stored: the gap report counts them without reading them back."""
+        counts = upserter.write(docs, source)
+        with self._lock:
+            for doc in docs:
+                day = schema.to_date(doc.get("trade_date"))
+                if day is not None:
+                    self.state.add(str(doc["code"]), day)
+        return counts
 
     def start(self, code: str, source: str) -> dt.date:
         """Where `source`'s series of `code` needs bars from: after its last final bar, or at a non-final one."""
@@ -390,11 +372,10 @@ def run_daily(ctx: TaskContext) -> TaskResult:
     closed = {name: ctx.closed_session(name) for name in source_names}
     last_closed = max(closed.values())  # the newest session any of the job's sources can have delivered
     listed = gaplib.listing_dates(ctx.db, ctx.retry, codes)
-    plan = DailyPlan(codes, window_start, _last_bars(ctx, codes, window_start - INCREMENTAL_LOOKBACK) if
-                     options.incremental else {}, options.incremental)
+    state = gaplib.read_daily(ctx.db, ctx.retry, codes, source_names, window_start)
+    plan = DailyPlan(codes, window_start, state.last, options.incremental, state=state)
     if options.repair_gaps:
-        found, sessions = gaplib.daily_gaps(ctx.db, ctx.retry, ctx.calendar, codes, source_names, window_start,
-                                            last_closed, listed)
+        found, sessions = gaplib.daily_gaps(state, ctx.calendar, codes, window_start, last_closed, listed)
         plan.repairs = {code: gaplib.ranges(gap.missing, sessions) for code, gap in found.items() if gap.missing}
     upserter = ctx.upserter(mongo.STOCK_DAILY_QUOTES)
     primary = ctx.chain.usable("daily")
@@ -411,17 +392,23 @@ def run_daily(ctx: TaskContext) -> TaskResult:
         units.extend(_market_unit(ctx, plan, day, covered, closed, upserter) for day in days)
         per_code = [c for c in needing if c not in set(covered)]
         result.extra["market_days"] = [d.isoformat() for d in days]
-    for batch in _chunks(per_code, options.batch_size):
+    for batch in _chunks(per_code, unit_size(ctx, len(per_code))):
         units.append(_codes_unit(ctx, plan, batch, closed, upserter))
     run_units(ctx, result, units, "daily bars")
     if by_day is not None:
         result.processed_items = min(result.total_items, result.processed_items)
-    _store_suspensions(ctx)
-    found, sessions = gaplib.daily_gaps(ctx.db, ctx.retry, ctx.calendar, codes, source_names, window_start,
-                                        last_closed, listed)
+    _store_suspensions(ctx, state)
+    found, sessions = gaplib.daily_gaps(state, ctx.calendar, codes, window_start, last_closed, listed)
     result.gaps = gaplib.report("daily", found, len(codes), sessions, options.gap_symbols_listed,
                                 window=(window_start, last_closed), repaired=options.repair_gaps)
     return result
+
+
+def unit_size(ctx: TaskContext, symbols: int) -> int:
+    """Symbols per unit: `batch_size`, but small enough that every worker gets many units. A concurrent run ends
+    when its last unit does, so units are cut to about 1/32 of a worker's share: the tail stays short."""
+    share = -(-symbols // (ctx.workers * UNITS_PER_WORKER)) if ctx.workers > 1 else ctx.options.batch_size
+    return max(1, min(ctx.options.batch_size, share))
 
 
 def _market_days(ctx: TaskContext, plan: DailyPlan, needing: list[str], closed: dict[str, dt.date],
@@ -451,7 +438,7 @@ def _market_unit(ctx: TaskContext, plan: DailyPlan, day: dt.date, codes: list[st
 
         frame, source = ctx.chain.call("daily_market", fetch, batch=number)
         wanted = {c: [(day, day)] for c in codes}
-        return upserter.write(_bar_documents(frame, source, wanted), source)
+        return plan.write(upserter, _bar_documents(frame, source, wanted), source)
 
     return Unit(f"market day {day}", 0, day.isoformat(), run)
 
@@ -482,15 +469,17 @@ def _codes_unit(ctx: TaskContext, plan: DailyPlan, batch: list[str], closed: dic
             return pd.concat(parts, ignore_index=True)
 
         frame, source = ctx.chain.call("daily", fetch, batch=number)
-        return upserter.write(_bar_documents(frame, source, wanted), source)
+        return plan.write(upserter, _bar_documents(frame, source, wanted), source)
 
     return Unit(f"batch of {len(batch)}", len(batch), batch[0], run)
 
 
-def _store_suspensions(ctx: TaskContext) -> None:
+def _store_suspensions(ctx: TaskContext, state: gaplib.DailyState) -> None:
     upserter = ctx.upserter(gaplib.SUSPENSIONS.name)
     for source in ctx.chain.sources:
         docs = gaplib.suspension_documents(source.take_suspensions(), source.name)
+        for doc in docs:
+            state.suspended[doc["code"]].add(dt.date.fromisoformat(doc["trade_date"]))
         if docs:
             ctx.retry(lambda: mongo.ensure_indexes(ctx.db, (gaplib.SUSPENSIONS,)), "ensure suspension indexes")
             upserter.write(docs, source.name)

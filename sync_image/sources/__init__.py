@@ -39,7 +39,8 @@ def build(name: str, *, tushare_token: str = "", options: Mapping[str, Any] | No
     else:
         raise KeyError(f"unknown source {name!r}; known: {', '.join(SOURCE_TYPES)}")
     source.configure(rate_limits=(options.get("source_rate_limits") or {}).get(name),
-                     concurrency=(options.get("source_concurrency") or {}).get(name))
+                     concurrency=(options.get("source_concurrency") or {}).get(name),
+                     margin=float(options.get("rate_margin", 0.95)))
     return source
 
 

@@ -110,8 +110,8 @@ class SimulatedSource(Source):
     """A per-symbol daily-bar source with network latency and a server-side quota, for benchmarks and tests.
 
     Like akshare's `stock_zh_a_hist`: one call per symbol. Each call takes `latency` seconds; a call that would
-    make more than `server_per_second` calls in any one-second window is refused with `SourceRateLimited`, as a
-    quota-enforcing server would. The client side waits on `self.limits` ("daily", calls per minute) like the real
+    make more than `server_per_second * window` calls in any `window` seconds is refused with `SourceRateLimited`,
+    as a quota-enforcing server would (tushare counts a minute). The client side waits on `self.limits` ("daily", calls per minute) like the real
     adapters, so a run within the limits is never refused. It records the calls in flight at once and every
     call's start time.
     """
@@ -120,11 +120,13 @@ class SimulatedSource(Source):
                       free=True, features=frozenset({"daily"}))
 
     def __init__(self, *, latency: float = 0.2, server_per_second: float = 100.0,
-                 client_per_second: float | None = None, concurrency: int = 32, calendar: Any = None) -> None:
+                 client_per_second: float | None = None, concurrency: int = 32, window: float = 1.0,
+                 calendar: Any = None) -> None:
         from sync_image.trading_calendar import TradingCalendar
 
         self.latency = latency
         self.server_per_second = server_per_second
+        self.window = window
         self.max_concurrency = concurrency  # type: ignore[misc]
         self._limits = Limits(self.account, {"daily": 60.0 * (client_per_second or server_per_second)})
         self.calendar = calendar or TradingCalendar()
@@ -138,9 +140,9 @@ class SimulatedSource(Source):
     def _enter(self) -> None:
         with self._lock:
             now = time.monotonic()
-            while self._recent and now - self._recent[0] >= 1.0:
+            while self._recent and now - self._recent[0] >= self.window:
                 self._recent.popleft()
-            if len(self._recent) >= self.server_per_second:
+            if len(self._recent) >= self.server_per_second * self.window:
                 self.refused += 1
                 raise SourceRateLimited("simulated quota exceeded", source=self.name)
             self._recent.append(now)
