@@ -111,9 +111,9 @@ class SimulatedSource(Source):
 
     Like akshare's `stock_zh_a_hist`: one call per symbol. Each call takes `latency` seconds; a call that would
     make more than `server_per_second * window` calls in any `window` seconds is refused with `SourceRateLimited`,
-    as a quota-enforcing server would (tushare counts a minute). The client side waits on `self.limits` ("daily", calls per minute) like the real
-    adapters, so a run within the limits is never refused. It records the calls in flight at once and every
-    call's start time.
+    as a quota-enforcing server would (tushare counts a minute). The client side waits on `self.limits` ("daily",
+    calls per minute) like the real adapters, so a run within the limits is never refused. It records the calls
+    in flight at once and every call's start time.
     """
 
     info = SourceInfo(name="simulated", title="Simulated source", markets=("SH", "SZ", "BJ"), needs_key=False,
