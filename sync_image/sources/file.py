@@ -8,6 +8,7 @@ CNY. The image ships a small sample dataset (`sync_image/sample_data/`), used wh
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +39,7 @@ class FileSource(Source):
         self.directory = Path(directory) if directory else SAMPLE_DATA
         self._frames: dict[str, pd.DataFrame] = {}
         self._daily_by_code: dict[str, pd.DataFrame] | None = None
+        self._lock = threading.Lock()  # batches run concurrently: each file is read once all the same
 
     def open(self) -> None:
         if not self.directory.is_dir():
@@ -51,6 +53,10 @@ class FileSource(Source):
         return None
 
     def _load(self, dataset: str) -> pd.DataFrame:
+        with self._lock:
+            return self._load_once(dataset)
+
+    def _load_once(self, dataset: str) -> pd.DataFrame:
         if dataset in self._frames:
             return self._frames[dataset]
         self.open()
@@ -85,9 +91,10 @@ class FileSource(Source):
         return out
 
     def daily(self, codes: Sequence[str], start: dt.date, end: dt.date) -> pd.DataFrame:
-        if self._daily_by_code is None:
-            frame = self._load("daily")
-            self._daily_by_code = {str(code): part for code, part in frame.groupby("code", sort=False)}
+        frame = self._load("daily")
+        with self._lock:
+            if self._daily_by_code is None:
+                self._daily_by_code = {str(code): part for code, part in frame.groupby("code", sort=False)}
         parts = []
         for code in codes:
             part = self._daily_by_code.get(codelib.normalise(code))
