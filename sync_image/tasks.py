@@ -345,7 +345,8 @@ class DailyPlan:
     def ranges(self, code: str, source: str, closed: dt.date) -> list[tuple[dt.date, dt.date]]:
         start = self.start(code, source)
         out = [(start, closed)] if start <= closed else []
-        out.extend(r for r in self.repairs.get(code, []) if r[0] <= closed and not (out and r[0] >= start))
+        out.extend((first, min(last, closed)) for first, last in self.repairs.get(code, [])
+                   if first <= closed and not (out and first >= start))
         return out
 
 
@@ -384,19 +385,20 @@ def run_daily(ctx: TaskContext) -> TaskResult:
                     "last_trading_day": ctx.calendar.last_trading_day(end).isoformat(),
                     "last_closed_session": {name: day.isoformat() for name, day in closed.items()},
                     "repaired_symbols": len(plan.repairs)}
-    by_day = _market_days(ctx, plan, needing, closed)
-    units: list[Unit] = []
+    result.processed_items = len(codes) - len(needing)  # up to date: nothing to fetch
     per_code = needing
-    if by_day is not None:
-        days, covered = by_day
-        units.extend(_market_unit(ctx, plan, day, covered, closed, upserter) for day in days)
-        per_code = [c for c in needing if c not in set(covered)]
+    days = _market_days(ctx, plan, needing, closed)
+    if days:
+        # Whole-market sessions first; if a session failed on every source, its symbols go one batch at a time.
+        failed: list[dt.date] = []
+        run_units(ctx, result, [_market_unit(ctx, plan, day, needing, closed, upserter, failed) for day in days],
+                  "whole-market sessions")
         result.extra["market_days"] = [d.isoformat() for d in days]
-    for batch in _chunks(per_code, unit_size(ctx, len(per_code))):
-        units.append(_codes_unit(ctx, plan, batch, closed, upserter))
+        per_code = needing if failed else []
+        result.processed_items += 0 if failed else len(needing)
+    units = [_codes_unit(ctx, plan, batch, closed, upserter)
+             for batch in _chunks(per_code, unit_size(ctx, len(per_code)))]
     run_units(ctx, result, units, "daily bars")
-    if by_day is not None:
-        result.processed_items = min(result.total_items, result.processed_items)
     _store_suspensions(ctx, state)
     found, sessions = gaplib.daily_gaps(state, ctx.calendar, codes, window_start, last_closed, listed)
     result.gaps = gaplib.report("daily", found, len(codes), sessions, options.gap_symbols_listed,
@@ -412,31 +414,33 @@ def unit_size(ctx: TaskContext, symbols: int) -> int:
 
 
 def _market_days(ctx: TaskContext, plan: DailyPlan, needing: list[str], closed: dict[str, dt.date],
-                 ) -> tuple[list[dt.date], list[str]] | None:
+                 ) -> list[dt.date] | None:
     """Sessions to fetch whole-market (one call each) when that takes fewer calls than batches of symbols."""
     market = ctx.chain.usable("daily_market")
     if not market or not needing:
         return None
     source = market[0].name
-    days: set[dt.date] = set()
-    for code in needing:
-        for first, last in plan.ranges(code, source, closed[source]):
-            days.update(ctx.calendar.trading_days(first, last))
+    spans = {span for code in needing for span in plan.ranges(code, source, closed[source])}
+    days = {day for first, last in spans for day in ctx.calendar.trading_days(first, last)}
     batches = -(-len(needing) // ctx.options.batch_size)
     if not days or len(days) > batches:
         return None
-    return sorted(days), needing
+    return sorted(days)
 
 
 def _market_unit(ctx: TaskContext, plan: DailyPlan, day: dt.date, codes: list[str], closed: dict[str, dt.date],
-                 upserter: Upserter) -> Unit:
+                 upserter: Upserter, failed: list[dt.date]) -> Unit:
     def run(number: int) -> Counts:
         def fetch(source: Source) -> pd.DataFrame:
             if day > closed[source.name]:
                 raise source.empty(f"market daily {day} (not yet published)")
             return source.market_daily(day)
 
-        frame, source = ctx.chain.call("daily_market", fetch, batch=number)
+        try:
+            frame, source = ctx.chain.call("daily_market", fetch, batch=number)
+        except AllSourcesFailed:
+            failed.append(day)
+            raise
         wanted = {c: [(day, day)] for c in codes}
         return plan.write(upserter, _bar_documents(frame, source, wanted), source)
 
