@@ -285,3 +285,23 @@ def test_two_runs_on_one_account_share_its_quota(db: Database[Any]) -> None:
 def test_gap_report_is_shown_for_a_complete_run_as_zero(db: Database[Any], source: type[FileSource]) -> None:
     rec = run(db, [source()], shanghai(FRIDAY, 18), codes=["600000.SH"], start_date="2026-11-02")
     assert rec["gaps"]["symbols_with_gaps"] == 0 and rec["gaps"]["symbols_checked"] == 1
+
+
+def test_a_whole_market_session_that_fails_falls_back_to_batches_of_symbols(db: Database[Any]) -> None:
+    days = CAL.trading_days(dt.date(2026, 11, 16), FRIDAY)
+    bars_of = ts_bars_between(days)
+
+    def no_trade_date(call: FakeCall) -> pd.DataFrame:
+        if "trade_date" in call.kwargs:
+            raise OSError("connection reset")
+        return bars_of(call)
+
+    pro = FakeLibrary(bars_of)
+    ts = TushareSource("token", pro=pro, module=FakeLibrary(lambda c: None))
+    run(db, [ts], shanghai(dt.date(2026, 11, 26), 18), codes=["000001.SZ", "600000.SH"], start_date="2026-11-16",
+        batch_size=1)
+    ts._pro = FakeLibrary(no_trade_date)
+    rec = run(db, [ts], shanghai(FRIDAY, 18), run_id="daily-sync-m2", codes=["000001.SZ", "600000.SH"],
+              start_date="2026-11-16", batch_size=1)
+    assert rec["return_value"]["inserted"] == 2 and rec["gaps"]["symbols_with_gaps"] == 0
+    assert rec["processed_items"] == 2 and "market day 2026-11-27" in rec["error_message"]
