@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 MAX_ITEM_ERRORS = 20
 DRAIN_SECONDS = 20.0  # how long a stopping run waits for the units in flight, to count what they wrote
 UNITS_PER_WORKER = 32
-CHECKPOINT_SECONDS = 0.25  # between two progress checkpoints of concurrent units (each reads the record)
+CHECKPOINT_SECONDS = 1.0  # between two progress checkpoints of concurrent units (each reads or writes the record)
 
 
 @dataclass
