@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import akshare
 import pandas as pd
 import pytest
 
@@ -27,7 +28,7 @@ class ReadTimeout(OSError):
 
 
 def source(handler: Any) -> AkshareSource:
-    return AkshareSource(api=FakeLibrary(handler))
+    return AkshareSource(api=FakeLibrary(handler, spec=akshare))  # calls bind to the installed akshare
 
 
 def test_hist_bars_are_converted_from_lots_and_get_a_pre_close() -> None:

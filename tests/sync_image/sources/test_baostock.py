@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import baostock
 import pandas as pd
 import pytest
 
@@ -27,7 +28,7 @@ class Library:
 
     def __init__(self, **answers: Any) -> None:
         self.answers = {"login": OK, "logout": OK, **answers}
-        self.fake = FakeLibrary(self.handle)
+        self.fake = FakeLibrary(self.handle, spec=baostock)  # calls bind to the installed baostock
 
     def handle(self, call: FakeCall) -> Any:
         answer = self.answers[call.name]
