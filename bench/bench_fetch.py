@@ -70,7 +70,7 @@ def run(server: MongoServer, name: str, symbols: list[str], args: argparse.Names
     started = time.perf_counter()
     code = runner.run()
     elapsed = time.perf_counter() - started
-    record = db[mongo.EXECUTIONS].find_one({"_id": f"bench-{name}"}) or {}
+    record = db[mongo.EXECUTIONS].find_one({"_id": runner.settings.run_id}) or {}
     assert code == ExitCode.SUCCESS, record.get("error_message")
     stored = db[mongo.STOCK_DAILY_QUOTES].count_documents({"trade_date": FRIDAY.isoformat()})
     assert stored == len(symbols), f"{stored} of {len(symbols)} stored; refused {source.refused}"

@@ -72,7 +72,7 @@ def run(db: Database[Any], sources: list[Source], now: dt.datetime, run_id: str 
     runner = Runner(settings(SYNC_TASK=task, SYNC_SOURCES=names, SYNC_RUN_ID=run_id, SYNC_OPTIONS=options), db,
                     sources=sources, now=now)
     code = runner.run()
-    rec = db[mongo.EXECUTIONS].find_one({"_id": run_id})
+    rec = db[mongo.EXECUTIONS].find_one({"_id": runner.settings.run_id})
     assert rec is not None
     assert code == ExitCode.SUCCESS, rec.get("error_message")
     return rec
