@@ -276,6 +276,13 @@ class Runner:
         c = result.counts
         message = (f"Synced {result.processed_items} of {result.total_items} items: {c.inserted} inserted, "
                    f"{c.updated} updated, {c.unchanged} unchanged, {c.errors} errors")
+        gaps = result.gaps or {}
+        if gaps.get("symbols_with_gaps"):
+            unit = "sessions" if gaps.get("kind") == "daily" else "report periods"
+            missing = gaps.get(f"missing_{'sessions' if unit == 'sessions' else 'periods'}", 0)
+            message = (f"Success with gaps: {message}; {gaps['symbols_with_gaps']} symbols miss {missing} {unit}"
+                       + ("" if gaps.get("repaired") or gaps.get("kind") != "daily"
+                          else " (run with repair_gaps to fetch them)"))
         return self._finish(ExecutionStatus.SUCCESS, progress=100, progress_message=message,
                             error_message="; ".join(result.item_errors[:3]) or None, **fields)
 
@@ -295,6 +302,8 @@ class Runner:
             }
             fields["processed_items"] = result.processed_items
             fields["total_items"] = result.total_items
+            if result.gaps is not None:
+                fields["gaps"] = result.gaps
         if self.warnings:
             fields["warnings"] = list(self.warnings)
         return fields

@@ -24,9 +24,28 @@ QUOTES = ["code", "name", "trade_date", "quote_time", "price", "open", "high", "
           "amount", "pct_chg", "turnover_rate"]
 DAILY = ["code", "trade_date", "open", "high", "low", "close", "pre_close", "change", "pct_chg", "volume",
          "amount", "turnover_rate", "amplitude"]
-FINANCIAL = ["code", "report_period", "ann_date", "eps", "bps", "roe", "gross_margin", "net_margin",
+FINANCIAL = ["code", "report_period", "ann_date", "eps", "eps_ttm", "bps", "roe", "gross_margin", "net_margin",
              "debt_to_assets", "revenue", "net_profit", "revenue_yoy", "net_profit_yoy", "current_ratio",
              "quick_ratio"]
+# What each financial figure means, whichever source filled it (docs/data.md). Figures are year-to-date for the
+# report period (a 12-31 period is the full year) unless the name says otherwise; a source that has no figure of
+# exactly this meaning leaves it null and lists it in the document's `fields_not_provided`.
+FINANCIAL_MEANINGS = {
+    "eps": "basic earnings per share, CNY, year to date (基本每股收益)",
+    "eps_ttm": "earnings per share over the trailing twelve months, CNY",
+    "bps": "net assets per share, CNY (每股净资产)",
+    "roe": "return on equity, weighted average, %, year to date (加权平均净资产收益率)",
+    "gross_margin": "gross profit margin, % (销售毛利率)",
+    "net_margin": "net profit margin, % (销售净利率)",
+    "debt_to_assets": "liabilities / assets, % (资产负债率)",
+    "revenue": "total operating revenue, CNY, year to date (营业总收入)",
+    "net_profit": "net profit attributable to the parent's shareholders, CNY, year to date (归母净利润)",
+    "revenue_yoy": "total operating revenue, change on a year earlier, % (营业总收入同比)",
+    "net_profit_yoy": "net profit attributable to the parent, change on a year earlier, % (归母净利润同比)",
+    "current_ratio": "current assets / current liabilities (流动比率)",
+    "quick_ratio": "(current assets - inventory) / current liabilities (速动比率)",
+}
+FINANCIAL_FIGURES = frozenset(FINANCIAL_MEANINGS)
 
 _DATE_COLUMNS = {"list_date", "trade_date", "report_period", "ann_date"}
 _TEXT_COLUMNS = {"code", "name", "area", "industry", "market", "exchange", "list_status"}
@@ -104,6 +123,14 @@ def documents(frame: pd.DataFrame, **constant: Any) -> Iterator[dict[str, Any]]:
         doc["full_symbol"] = doc["code"]
         doc.update(constant)
         yield doc
+
+
+def report_type(period: dt.date | str | None) -> str:
+    """What a report period's figures cover: `annual` for a year ending 12-31, else `year_to_date` (Q1, H1, Q1-Q3).
+
+    Every source's figures are cumulative from the start of the fiscal year (按报告期), never a single quarter."""
+    day = to_date(period)
+    return "annual" if day is not None and (day.month, day.day) == (12, 31) else "year_to_date"
 
 
 def latest_periods(frame: pd.DataFrame, periods: int) -> pd.DataFrame:

@@ -22,6 +22,8 @@ from syncjob import runs
 from syncjob.model import ConcurrencyPolicy, Source, Task
 
 DEFAULT_DATABASE = "tradingagents"
+# tushare: "15点到16点之间入库"; akshare (eastmoney): final once the close is in; baostock: 17:30.
+PUBLICATION_DELAY_MINUTES = {"tushare": 60.0, "akshare": 15.0, "baostock": 150.0, "file": 0.0}
 
 
 class SyncOptions(BaseModel):
@@ -48,8 +50,28 @@ class SyncOptions(BaseModel):
     progress_interval_seconds: float = Field(default=1.0, ge=1.0, description="Minimum time between progress writes.")
     mongo_retry_seconds: float = Field(default=300.0, ge=0, description="How long to retry MongoDB before failing.")
     source_timeout_seconds: float = Field(default=30.0, gt=0, description="Network timeout of each source call.")
-    tushare_rate_limits: dict[str, int] = Field(default_factory=dict,
-                                                description="Calls per minute per tushare API, e.g. {daily: 500}.")
+    tushare_rate_limits: dict[str, float] = Field(default_factory=dict,
+                                                  description="Calls per minute per tushare API, e.g. {daily: 500}.")
+    source_rate_limits: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Calls per minute by source and API or site, e.g. {akshare: {eastmoney: "
+        "60}} (defaults: tushare per its docs' lowest paid tier, akshare eastmoney 120, sina 10).")
+    rate_margin: float = Field(default=0.95, gt=0, le=1.0, description="Share of each quota the run asks for: "
+                               "evenly spaced calls still reach a server a few milliseconds early or late.")
+    source_concurrency: dict[str, int] = Field(
+        default_factory=dict, description="Calls in flight at once by source (defaults: tushare 8, akshare 2, "
+        "baostock 1: its one session, file 4).")
+    concurrency: int | None = Field(default=None, ge=1, le=256, description="Batches fetched at once (default: the "
+                                    "largest concurrency among the run's sources).")
+    share_quotas: bool = Field(default=True, description="Share each source account's rate limits with every run "
+                               "using it at the same time, through the source_quotas collection.")
+    publication_delay_minutes: dict[str, float] = Field(
+        default_factory=lambda: dict(PUBLICATION_DELAY_MINUTES),
+        description="daily: how long after the 15:00 close each source publishes a session's bars; a bar is "
+        "stored only once its session closed and this delay passed.")
+    repair_gaps: bool = Field(default=False, description="daily: also fetch the sessions missing between each "
+                              "symbol's window start and the last closed session (see the run's `gaps`).")
+    gap_symbols_listed: int = Field(default=100, ge=0, le=5000,
+                                    description="How many symbols the gap report lists by name.")
 
     @field_validator("codes")
     @classmethod

@@ -81,7 +81,7 @@ def test_a_kubectl_cancel_after_an_api_trigger_is_credited_to_kubectl_not_to_the
         operator: OperatorProcess, syncjobs: SyncJobs, api: Api, mongo_db: Database[Any]) -> None:
     syncjobs.create(make_syncjob("audited", task="daily", sources=["file"], schedule="0 16 * * 1-5",
                                  options={"codes": ["600000.SH", "000001.SZ", "300750.SZ"], "batch_size": 1,
-                                          "file_delay_seconds": 3, "heartbeat_seconds": 1}))
+                                          "concurrency": 1, "file_delay_seconds": 3, "heartbeat_seconds": 1}))
     eventually(lambda: (syncjobs.ready("audited") or {}).get("status") == "True", 30, "Ready")
     eventually(lambda: api.get("/jobs/audited").status_code == 200, 10, "the API's cache")
     answer = api.post("/jobs/audited/trigger")  # by the admin, through the API: requested-by names them

@@ -243,6 +243,8 @@ class ExecutionPublic(BaseModel):
     traceback: str | None = None
     cancel_requested: bool | None = None
     reason: str | None = None
+    gaps: Any = Field(default=None, description="daily and financial runs: per symbol, the trading sessions (or "
+                      "report periods) still missing after the run, and suspensions apart (docs/data.md).")
 
 
 class ExecutionPage(BaseModel):
@@ -279,6 +281,7 @@ class ExecutionStats(BaseModel):
         "Null when there is no such run."
     )
     last_execution: LastExecutionBrief | None = Field(description="The newest record, whatever its status.")
+    with_gaps: int = Field(default=0, description="Records whose run left sessions or report periods missing.")
 
 
 class CancelResult(BaseModel):

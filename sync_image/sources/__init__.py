@@ -26,16 +26,22 @@ def build(name: str, *, tushare_token: str = "", options: Mapping[str, Any] | No
     """A real adapter for `name`, configured from the token and SYNC_OPTIONS."""
     options = options or {}
     timeout = float(options.get("source_timeout_seconds", 30))
+    source: Source
     if name == "tushare":
-        return TushareSource(tushare_token, rate_limits=options.get("tushare_rate_limits"), timeout=timeout)
-    if name == "akshare":
-        return AkshareSource(timeout=timeout)
-    if name == "baostock":
-        return BaostockSource(socket_timeout=timeout)
-    if name == "file":
+        source = TushareSource(tushare_token, rate_limits=options.get("tushare_rate_limits"), timeout=timeout)
+    elif name == "akshare":
+        source = AkshareSource(timeout=timeout)
+    elif name == "baostock":
+        source = BaostockSource(socket_timeout=timeout)
+    elif name == "file":
         file_dir = options.get("file_dir")
-        return FileSource(Path(file_dir) if file_dir else None, delay=float(options.get("file_delay_seconds", 0)))
-    raise KeyError(f"unknown source {name!r}; known: {', '.join(SOURCE_TYPES)}")
+        source = FileSource(Path(file_dir) if file_dir else None, delay=float(options.get("file_delay_seconds", 0)))
+    else:
+        raise KeyError(f"unknown source {name!r}; known: {', '.join(SOURCE_TYPES)}")
+    source.configure(rate_limits=(options.get("source_rate_limits") or {}).get(name),
+                     concurrency=(options.get("source_concurrency") or {}).get(name),
+                     margin=float(options.get("rate_margin", 0.95)))
+    return source
 
 
 __all__ = ["REGISTRY", "SOURCE_TYPES", "AkshareSource", "BaostockSource", "FallbackSource", "FileSource", "Probe",

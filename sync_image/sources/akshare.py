@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import pandas as pd
 
@@ -18,16 +18,21 @@ from sync_image import codes as codelib
 from sync_image import schema
 from sync_image.errors import SourceDataError, SourceEmpty, SourceError, classify_exception
 from sync_image.sources.base import Probe, Source, SourceInfo, describe_codes
+from sync_image.trading_calendar import TradingCalendar
 
-_HIST = {"日期": "trade_date", "开盘": "open", "收盘": "close", "最高": "high", "最低": "low", "成交量": "volume",
-         "成交额": "amount", "振幅": "amplitude", "涨跌幅": "pct_chg", "涨跌额": "change", "换手率": "turnover_rate"}
-_SPOT = {"代码": "code", "名称": "name", "最新价": "price", "涨跌幅": "pct_chg", "成交量": "volume", "成交额": "amount",
-         "最高": "high", "最低": "low", "今开": "open", "昨收": "pre_close", "换手率": "turnover_rate"}
+HIST_COLUMNS = {"日期": "trade_date", "开盘": "open", "收盘": "close", "最高": "high", "最低": "low",
+                "成交量": "volume", "成交额": "amount", "振幅": "amplitude", "涨跌幅": "pct_chg", "涨跌额": "change",
+                "换手率": "turnover_rate"}
+SPOT_COLUMNS = {"代码": "code", "名称": "name", "最新价": "price", "涨跌幅": "pct_chg", "成交量": "volume",
+                "成交额": "amount", "最高": "high", "最低": "low", "今开": "open", "昨收": "pre_close",
+                "换手率": "turnover_rate"}
 # stock_financial_analysis_indicator_em (eastmoney, English upper-case keys; amounts in CNY, ratios in %)
-_FIN_EM = {"SECUCODE": "code", "REPORT_DATE": "report_period", "NOTICE_DATE": "ann_date", "EPSJB": "eps",
+FINANCIAL_EM_COLUMNS = {"SECUCODE": "code", "REPORT_DATE": "report_period", "NOTICE_DATE": "ann_date", "EPSJB": "eps",
            "BPS": "bps", "ROEJQ": "roe", "XSMLL": "gross_margin", "XSJLL": "net_margin", "ZCFZL": "debt_to_assets",
            "TOTALOPERATEREVE": "revenue", "PARENTNETPROFIT": "net_profit", "TOTALOPERATEREVETZ": "revenue_yoy",
            "PARENTNETPROFITTZ": "net_profit_yoy", "LD": "current_ratio", "SD": "quick_ratio"}
+
+_SITES = {"tool_trade_date_hist_sina": "sina", "stock_info_a_code_name": "exchanges"}  # the rest is eastmoney
 
 
 def _empty(frame: Any) -> bool:
@@ -37,15 +42,24 @@ def _empty(frame: Any) -> bool:
 class AkshareSource(Source):
     """akshare: eastmoney for basics, quotes, daily bars and financials; sina for the calendar."""
 
+    financial_figures = frozenset({"eps", "bps", "roe", "gross_margin", "net_margin", "debt_to_assets", "revenue",
+                                   "net_profit", "revenue_yoy", "net_profit_yoy", "current_ratio", "quick_ratio"})
+    # eastmoney bans clients that hammer it (akshare issues: a ban after ~200 stocks fetched at full speed, lifted
+    # hours later): two calls in flight and two a second by default; sina and the exchanges' lists rarely change.
+    max_concurrency = 2
+    default_rate_limits: ClassVar[Mapping[str, float]] = {"eastmoney": 120, "sina": 10, "exchanges": 10}
     info = SourceInfo(
         name="akshare", title="AKShare", markets=("SH", "SZ", "BJ"), needs_key=False, free=True,
         features=frozenset({"basics", "quotes", "daily", "financial", "calendar", "status"}),
         notes="scrapes public sites; eastmoney bans IPs under load; no official rate limits",
     )
 
-    def __init__(self, *, api: Any = None, timeout: float = 30.0) -> None:
+    def __init__(self, *, api: Any = None, timeout: float = 30.0, calendar: TradingCalendar | None = None,
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
         self._api = api
         self.timeout = timeout
+        self.calendar = calendar or TradingCalendar()
+        self._clock = clock
         self._spot: pd.DataFrame | None = None
 
     def open(self) -> None:
@@ -56,6 +70,7 @@ class AkshareSource(Source):
 
     def _call(self, function: str, **params: Any) -> pd.DataFrame:
         self.open()
+        self.limits.acquire(_SITES.get(function, "eastmoney"))
         try:
             frame = getattr(self._api, function)(**params)
         except Exception as exc:
@@ -77,16 +92,20 @@ class AkshareSource(Source):
 
     def quotes(self, codes: Sequence[str]) -> pd.DataFrame:
         if self._spot is None:
-            fetched_at = pd.Timestamp.now(tz="UTC")
+            fetched_at = self._clock()
             raw = self._call("stock_zh_a_spot_em")
+            # The snapshot carries no date or time: it shows the session under way, or the last one that closed
+            # (a weekend fetch shows Friday's close). Dated by that session, timed no later than its close.
+            session = self.calendar.session_of(fetched_at)
+            quote_time = min(fetched_at, self.calendar.closing_time(session))
             try:
-                spot = raw.rename(columns=_SPOT)
-                spot = spot[[c for c in _SPOT.values()]].copy()
+                spot = raw.rename(columns=SPOT_COLUMNS)
+                spot = spot[[c for c in SPOT_COLUMNS.values()]].copy()
                 spot["code"] = spot["code"].map(_lenient_code)
                 spot = spot.dropna(subset=["code"])
                 spot["volume"] = pd.to_numeric(spot["volume"], errors="coerce") * 100.0  # lots → shares
-                spot["quote_time"] = fetched_at  # the snapshot carries no time: stamp the fetch
-                spot["trade_date"] = fetched_at.tz_convert("Asia/Shanghai").date()
+                spot["quote_time"] = pd.Timestamp(quote_time)
+                spot["trade_date"] = session
             except (KeyError, ValueError) as exc:
                 raise SourceDataError(f"stock_zh_a_spot_em: {exc!r}", source=self.name) from exc
             self._spot = schema.conform(spot, "quotes")
@@ -107,7 +126,7 @@ class AkshareSource(Source):
             except SourceEmpty:
                 continue
             try:
-                frame = raw.rename(columns=_HIST)
+                frame = raw.rename(columns=HIST_COLUMNS)
                 frame["code"] = canonical
                 frame["volume"] = pd.to_numeric(frame["volume"]) * 100.0  # lots → shares; amount already CNY
                 frame["pre_close"] = pd.to_numeric(frame["close"]) - pd.to_numeric(frame["change"])
@@ -127,7 +146,7 @@ class AkshareSource(Source):
             except SourceEmpty:
                 continue
             try:
-                frame = raw.rename(columns=_FIN_EM)
+                frame = raw.rename(columns=FINANCIAL_EM_COLUMNS)
                 frame["code"] = codelib.normalise(code)
                 parts.append(frame)
             except (KeyError, ValueError) as exc:

@@ -33,6 +33,7 @@ from sync_image.errors import (
 )
 from sync_image.sources.base import Probe, Source, SourceInfo, describe_codes
 
+PROFIT_FIELDS = ("code", "pubDate", "statDate", "gpMargin", "npMargin", "epsTTM")  # read from query_profit_data
 DAILY_FIELDS = "date,code,open,high,low,close,preclose,volume,amount,adjustflag,turn,tradestatus,pctChg,isST"
 _PERMISSION_CODES = {"10001002", "10001005", "10001006", "10001011"}
 _LOCK = threading.Lock()  # one socket for the whole process
@@ -53,9 +54,14 @@ def classify_code(code: str, message: str, source: str = "baostock") -> SourceEr
 class BaostockSource(Source):
     """baostock: basics, daily bars (sh/sz only), quarterly profitability, calendar."""
 
+    # query_profit_data's epsTTM is trailing-twelve-month EPS, MBRevenue main-business revenue (not total operating
+    # revenue), netProfit net profit including minorities (not the parent's share) and roeAvg ROE on simple average
+    # equity (not weighted): only the margins and TTM EPS mean what the canonical fields mean.
+    financial_figures = frozenset({"eps_ttm", "gross_margin", "net_margin"})
+    max_concurrency = 1  # one login session over one module-global socket
     info = SourceInfo(
         name="baostock", title="BaoStock", markets=("SH", "SZ"), needs_key=False, free=True,
-        features=frozenset({"basics", "daily", "financial", "calendar", "status"}),
+        features=frozenset({"basics", "daily", "daily_market", "financial", "calendar", "status"}),
         notes="no real-time quotes, no Beijing stocks; daily data lands about 17:30",
     )
 
@@ -65,6 +71,7 @@ class BaostockSource(Source):
         self._today = today
         self.socket_timeout = socket_timeout
         self._logged_in = False
+        self.suspended: list[tuple[str, object]] = []  # (code, date) of suspended sessions seen, for the gap report
 
     def open(self) -> None:
         if self._logged_in:
@@ -151,9 +158,18 @@ class BaostockSource(Source):
                 continue
         if not parts:
             raise self.empty(f"daily {describe_codes(supported)} {start}..{end}")
-        raw = pd.concat(parts, ignore_index=True)
+        return self._daily_frame(pd.concat(parts, ignore_index=True))
+
+    def market_daily(self, day: dt.date) -> pd.DataFrame:
+        """`query_daily_history_k_AStock(date)`: every A-share's bar of one session, in one unpaged answer."""
+        return self._daily_frame(self._query("query_daily_history_k_AStock", date=day.isoformat()))
+
+    def _daily_frame(self, raw: pd.DataFrame) -> pd.DataFrame:
         try:
-            raw = raw[raw["tradestatus"] != "0"]  # suspended days: other sources send no row, neither do we
+            suspended = raw["tradestatus"] == "0"
+            self.suspended.extend((codelib.normalise(c), d) for c, d in zip(raw.loc[suspended, "code"],
+                                                                            raw.loc[suspended, "date"], strict=True))
+            raw = raw[~suspended]  # suspended days: other sources send no row, neither do we (but we say so)
             out = raw.rename(columns={"date": "trade_date", "preclose": "pre_close", "pctChg": "pct_chg",
                                       "turn": "turnover_rate"})
             close, pre = pd.to_numeric(out["close"], errors="coerce"), pd.to_numeric(out["pre_close"], errors="coerce")
@@ -163,6 +179,10 @@ class BaostockSource(Source):
             return schema.conform(out, "daily")
         except (KeyError, ValueError) as exc:
             raise SourceDataError(f"query_history_k_data_plus: {exc!r}", source=self.name) from exc
+
+    def take_suspensions(self) -> list[tuple[str, object]]:
+        taken, self.suspended = self.suspended, []
+        return taken
 
     def financial(self, codes: Sequence[str], periods: int) -> pd.DataFrame:
         quarters = _recent_quarters(self._today(), periods + 1)  # the newest quarter may not be published yet
@@ -182,8 +202,8 @@ class BaostockSource(Source):
         raw = pd.concat(rows, ignore_index=True)
         try:
             out = pd.DataFrame({"code": raw["code"], "report_period": raw["statDate"], "ann_date": raw["pubDate"],
-                                "eps": raw["epsTTM"], "revenue": raw["MBRevenue"], "net_profit": raw["netProfit"]})
-            for target, column in (("roe", "roeAvg"), ("gross_margin", "gpMargin"), ("net_margin", "npMargin")):
+                                "eps_ttm": raw["epsTTM"]})
+            for target, column in (("gross_margin", "gpMargin"), ("net_margin", "npMargin")):
                 out[target] = pd.to_numeric(raw[column], errors="coerce") * 100.0  # fractions → %
             return schema.latest_periods(schema.conform(out, "financial"), periods)
         except (KeyError, ValueError) as exc:

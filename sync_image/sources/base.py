@@ -11,18 +11,17 @@ never returned: the adapter raises `SourceEmpty` instead, so "returned nothing" 
 from __future__ import annotations
 
 import datetime as dt
-import threading
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import pandas as pd
 
 from sync_image.errors import FeatureNotSupported, SourceEmpty
+from sync_image.quota import Limits
 
-FEATURES = ("basics", "quotes", "daily", "financial", "calendar", "status")
+FEATURES = ("basics", "quotes", "daily", "daily_market", "financial", "calendar", "status")
 
 
 @dataclass(frozen=True)
@@ -59,6 +58,34 @@ class Source(ABC):
     """A market-data source. Methods raise `SourceError` subclasses; none returns an empty frame."""
 
     info: ClassVar[SourceInfo]
+    # The canonical financial figures this source provides with exactly the meaning schema.FINANCIAL_MEANINGS gives.
+    financial_figures: ClassVar[frozenset[str]] = frozenset()
+    # How many calls may be in flight at once, and calls per minute by API (or site): what the source allows.
+    # Both are defaults, overridden by SYNC_OPTIONS (`source_concurrency`, `source_rate_limits`).
+    max_concurrency: ClassVar[int] = 1
+    default_rate_limits: ClassVar[Mapping[str, float]] = {}
+    _limits: Limits | None = None
+
+    @property
+    def account(self) -> str:
+        """Whose quota this source's calls spend (runs with the same account share one quota)."""
+        return self.name
+
+    @property
+    def limits(self) -> Limits:
+        if self._limits is None:
+            self._limits = Limits(self.account, dict(self.default_rate_limits))
+        return self._limits
+
+    def configure(self, *, rate_limits: Mapping[str, float] | None = None, concurrency: int | None = None,
+                  margin: float = 1.0) -> None:
+        """Override the default limits (calls per minute by API; calls in flight), and ask for `margin` of each
+        quota: evenly spaced calls still reach the server a few milliseconds early or late."""
+        if rate_limits or margin != 1.0:
+            limits = {**self.limits.per_minute, **(rate_limits or {})}
+            self._limits = Limits(self.account, {api: n * margin for api, n in limits.items()}, self.limits.store)
+        if concurrency:
+            self.max_concurrency = concurrency  # type: ignore[misc]  # an instance override of the default
 
     @property
     def name(self) -> str:
@@ -82,6 +109,14 @@ class Source(ABC):
         """Unadjusted daily bars for these codes from start to end inclusive, canonical `daily` columns."""
         raise self.unsupported("daily")
 
+    def market_daily(self, day: dt.date) -> pd.DataFrame:
+        """Unadjusted daily bars of every A-share for one session in one call (feature `daily_market`)."""
+        raise self.unsupported("daily_market")
+
+    def take_suspensions(self) -> list[tuple[str, object]]:
+        """The (code, date) of suspended sessions this source reported since the last call (for the gap report)."""
+        return []
+
     def financial(self, codes: Sequence[str], periods: int) -> pd.DataFrame:
         """Key indicators for the latest `periods` report periods, canonical `financial` columns."""
         raise self.unsupported("financial")
@@ -104,33 +139,3 @@ class Source(ABC):
 def describe_codes(codes: Sequence[str], limit: int = 3) -> str:
     shown = ",".join(codes[:limit])
     return shown + (f",…(+{len(codes) - limit})" if len(codes) > limit else "")
-
-
-class RateLimiter:
-    """At most `per_minute` calls in any 60 s window: callers block until a call is allowed (tushare quotas)."""
-
-    def __init__(
-        self, per_minute: int, clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if per_minute <= 0:
-            raise ValueError("per_minute must be positive")
-        self.per_minute = per_minute
-        self._clock = clock
-        self._sleep = sleep
-        self._calls: list[float] = []
-        self._lock = threading.Lock()
-
-    def acquire(self) -> float:
-        """Wait for a free slot; return how long we waited."""
-        waited = 0.0
-        with self._lock:
-            while True:
-                now = self._clock()
-                self._calls = [t for t in self._calls if now - t < 60.0]
-                if len(self._calls) < self.per_minute:
-                    self._calls.append(now)
-                    return waited
-                delay = 60.0 - (now - self._calls[0]) + 0.01
-                self._sleep(delay)
-                waited += delay

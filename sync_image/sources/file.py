@@ -12,6 +12,7 @@ heartbeat's cancel interrupt) ends at once.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +31,8 @@ DATASETS = ("basics", "quotes", "daily", "financial", "calendar")
 class FileSource(Source):
     """Reads canonical files from one folder; each file is read once per run."""
 
+    max_concurrency = 4
+    financial_figures = schema.FINANCIAL_FIGURES  # files are in the canonical schema already
     info = SourceInfo(
         name="file", title="Files (CSV/Parquet)", markets=("SH", "SZ", "BJ"), needs_key=False, free=True,
         features=frozenset({"basics", "quotes", "daily", "financial", "calendar", "status"}),
@@ -41,6 +44,7 @@ class FileSource(Source):
         self.delay = max(0.0, float(delay))
         self._frames: dict[str, pd.DataFrame] = {}
         self._daily_by_code: dict[str, pd.DataFrame] | None = None
+        self._lock = threading.Lock()  # batches run concurrently: each file is read once all the same
 
     def open(self) -> None:
         if not self.directory.is_dir():
@@ -58,6 +62,10 @@ class FileSource(Source):
             time.sleep(self.delay)
 
     def _load(self, dataset: str) -> pd.DataFrame:
+        with self._lock:
+            return self._load_once(dataset)
+
+    def _load_once(self, dataset: str) -> pd.DataFrame:
         if dataset in self._frames:
             return self._frames[dataset]
         self.open()
@@ -95,9 +103,10 @@ class FileSource(Source):
 
     def daily(self, codes: Sequence[str], start: dt.date, end: dt.date) -> pd.DataFrame:
         self._slow_down()
-        if self._daily_by_code is None:
-            frame = self._load("daily")
-            self._daily_by_code = {str(code): part for code, part in frame.groupby("code", sort=False)}
+        frame = self._load("daily")
+        with self._lock:
+            if self._daily_by_code is None:
+                self._daily_by_code = {str(code): part for code, part in frame.groupby("code", sort=False)}
         parts = []
         for code in codes:
             part = self._daily_by_code.get(codelib.normalise(code))

@@ -9,6 +9,7 @@ Everything here turns those into canonical frames and `SourceError`s. Each API c
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -26,17 +27,36 @@ from sync_image.errors import (
     SourceUnavailable,
     classify_exception,
 )
-from sync_image.sources.base import Probe, RateLimiter, Source, SourceInfo, describe_codes
+from sync_image.quota import Limits
+from sync_image.sources.base import Probe, Source, SourceInfo, describe_codes
 
-DEFAULT_RATE_LIMITS: dict[str, int] = {
+DEFAULT_RATE_LIMITS: dict[str, float] = {
     "stock_basic": 50,
     "daily": 500,
     "fina_indicator": 200,
+    "income": 200,
     "trade_cal": 200,
     "realtime_quote": 100,
 }
+REALTIME_COLUMNS = ("ts_code", "name", "date", "time", "price", "open", "high", "low", "pre_close", "volume",
+                    "amount")  # read from ts.realtime_quote, lower-cased
 REALTIME_CHUNK = 50  # ts.realtime_quote (sina) takes at most 50 codes
 DAILY_ROWS_PER_CALL = 6000
+
+# What the adapter reads from each pro endpoint, as tushare's documentation names the fields (the pro client is
+# generic, so only the docs can say: doc_id=79 fina_indicator, doc_id=33 income). Asked for explicitly with
+# `fields=`, so `update_flag` (which revision a row is) arrives and revised reports can be deduplicated.
+FINA_INDICATOR_FIELDS = {
+    "ts_code": "code", "end_date": "report_period", "ann_date": "ann_date", "eps": "eps", "bps": "bps",
+    "roe_waa": "roe", "grossprofit_margin": "gross_margin", "netprofit_margin": "net_margin",
+    "debt_to_assets": "debt_to_assets", "tr_yoy": "revenue_yoy", "netprofit_yoy": "net_profit_yoy",
+    "current_ratio": "current_ratio", "quick_ratio": "quick_ratio", "update_flag": None,
+}
+INCOME_FIELDS = {"ts_code": "code", "end_date": "report_period", "total_revenue": "revenue",
+                 "n_income_attr_p": "net_profit", "update_flag": None}
+DAILY_FIELDS = {"ts_code": "code", "trade_date": "trade_date", "open": "open", "high": "high", "low": "low",
+                "close": "close", "pre_close": "pre_close", "change": "change", "pct_chg": "pct_chg",
+                "vol": "volume", "amount": "amount"}
 
 _PERMISSION = ("没有接口访问权限", "token不对", "api init error", "请设置tushare pro的token", "验证token")
 _QUOTA = ("最多访问", "每分钟", "每天", "每小时")
@@ -61,9 +81,13 @@ def classify(exc: BaseException, source: str = "tushare") -> SourceError:
 class TushareSource(Source):
     """tushare Pro (`pro_api`) for basics, daily, financial and calendar; `ts.realtime_quote` for quotes."""
 
+    financial_figures = frozenset({"eps", "bps", "roe", "gross_margin", "net_margin", "debt_to_assets", "revenue",
+                                   "net_profit", "revenue_yoy", "net_profit_yoy", "current_ratio", "quick_ratio"})
+    max_concurrency = 8
+    default_rate_limits = DEFAULT_RATE_LIMITS
     info = SourceInfo(
         name="tushare", title="Tushare Pro", markets=("SH", "SZ", "BJ"), needs_key=True, free=False,
-        features=frozenset({"basics", "quotes", "daily", "financial", "calendar", "status"}),
+        features=frozenset({"basics", "quotes", "daily", "daily_market", "financial", "calendar", "status"}),
         notes="points-gated; quotas per API; realtime_quote crawls sina and verifies the token on every call",
     )
 
@@ -73,17 +97,21 @@ class TushareSource(Source):
         *,
         pro: Any = None,
         module: Any = None,
-        rate_limits: Mapping[str, int] | None = None,
+        rate_limits: Mapping[str, float] | None = None,
         timeout: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.token = token
         self._pro = pro
         self._module = module
         self.timeout = timeout
-        limits = {**DEFAULT_RATE_LIMITS, **(rate_limits or {})}
-        self.limiters = {api: RateLimiter(n, clock=clock, sleep=sleep) for api, n in limits.items()}
+        self._limits = Limits(self.account, {**DEFAULT_RATE_LIMITS, **(rate_limits or {})}, clock=clock, sleep=sleep)
+
+    @property
+    def account(self) -> str:
+        """The token's quota: a digest of the token, so the quota document never holds the token itself."""
+        return "tushare:" + hashlib.sha256(self.token.encode()).hexdigest()[:16]
 
     def open(self) -> None:
         if self._module is None:
@@ -100,9 +128,7 @@ class TushareSource(Source):
 
     def _call(self, api: str, target: Any, **params: Any) -> pd.DataFrame:
         self.open()
-        limiter = self.limiters.get(api)
-        if limiter is not None:
-            limiter.acquire()
+        self.limits.acquire(api)
         try:
             frame = getattr(target, api)(**params)
         except Exception as exc:
@@ -143,8 +169,12 @@ class TushareSource(Source):
                 "volume": raw["volume"],  # sina: already shares
                 "amount": raw["amount"],
             })
-            price, pre = pd.to_numeric(out["price"]), pd.to_numeric(out["pre_close"])
-            out["pct_chg"] = ((price / pre.where(pre != 0)) - 1.0) * 100.0
+            # realtime_quote fills what it cannot parse with 0: a suspended stock "trades" at 0.000. No price is 0.
+            for column in ("price", "open", "high", "low", "pre_close"):
+                number = pd.to_numeric(out[column], errors="coerce")
+                out[column] = number.where(number > 0)
+            price, pre = out["price"], out["pre_close"]
+            out["pct_chg"] = ((price / pre) - 1.0) * 100.0
             return schema.conform(out, "quotes")
         except (KeyError, ValueError) as exc:
             raise SourceDataError(f"realtime_quote: {exc!r}", source=self.name) from exc
@@ -163,41 +193,50 @@ class TushareSource(Source):
                     raise
         if not parts:
             raise self.empty(f"daily {describe_codes(codes)} {start}..{end}")
-        raw = pd.concat(parts, ignore_index=True)
+        return self._daily_frame(pd.concat(parts, ignore_index=True))
+
+    def market_daily(self, day: dt.date) -> pd.DataFrame:
+        """`pro.daily(trade_date=...)`: the whole market's bars of one session in one call (at most 6000 rows)."""
+        return self._daily_frame(self._call("daily", self._pro_client(), trade_date=day.strftime("%Y%m%d")))
+
+    def _daily_frame(self, raw: pd.DataFrame) -> pd.DataFrame:
         try:
-            out = raw.rename(columns={"ts_code": "code", "vol": "volume"})
+            out = raw.rename(columns=DAILY_FIELDS)
             out["volume"] = pd.to_numeric(out["volume"]) * 100.0  # lots → shares
             out["amount"] = pd.to_numeric(out["amount"]) * 1000.0  # thousand CNY → CNY
-            out = out.sort_values(["trade_date", "ts_code" if "ts_code" in out else "code"])
+            out = out.sort_values(["trade_date", "code"])
             return schema.conform(out, "daily")
         except (KeyError, ValueError) as exc:
             raise SourceDataError(f"daily: {exc!r}", source=self.name) from exc
 
     def financial(self, codes: Sequence[str], periods: int) -> pd.DataFrame:
+        """fina_indicator for the ratios, income for revenue and net profit (fina_indicator has neither)."""
         parts = []
         for code in codes:
+            ts_code = codelib.normalise(code)
             try:
-                parts.append(self._call("fina_indicator", self._pro_client(), ts_code=codelib.normalise(code)))
-            except SourceError as exc:
-                if not isinstance(exc, SourceEmpty):
-                    raise
+                indicators = _latest_revision(self._call("fina_indicator", self._pro_client(), ts_code=ts_code,
+                                                         fields=",".join(FINA_INDICATOR_FIELDS)))
+            except SourceEmpty:
+                continue
+            try:
+                income = _latest_revision(self._call("income", self._pro_client(), ts_code=ts_code,
+                                                     fields=",".join(INCOME_FIELDS)))
+                income = income[[c for c in INCOME_FIELDS if c in income.columns and c != "update_flag"]]
+                indicators = indicators.merge(income, on=["ts_code", "end_date"], how="left")
+            except SourceEmpty:
+                pass  # no statement published yet: revenue and net profit stay null
+            except KeyError as exc:
+                raise SourceDataError(f"income: {exc!r}", source=self.name) from exc
+            parts.append(indicators)
         if not parts:
             raise self.empty(f"fina_indicator {describe_codes(codes)}")
         raw = pd.concat(parts, ignore_index=True)
         try:
-            if "update_flag" in raw.columns:  # a revised report has several rows: keep the latest revision
-                raw = raw.sort_values("update_flag").drop_duplicates(["ts_code", "end_date"], keep="last")
-            out = pd.DataFrame({
-                "code": raw["ts_code"], "report_period": raw["end_date"], "ann_date": raw.get("ann_date"),
-                "eps": raw.get("eps"), "bps": raw.get("bps"), "roe": raw.get("roe"),
-                "gross_margin": raw.get("grossprofit_margin"), "net_margin": raw.get("netprofit_margin"),
-                "debt_to_assets": raw.get("debt_to_assets"), "revenue": raw.get("revenue"),
-                "net_profit": raw.get("netprofit"),
-                "revenue_yoy": raw.get("or_yoy"), "net_profit_yoy": raw.get("netprofit_yoy"),
-                "current_ratio": raw.get("current_ratio"), "quick_ratio": raw.get("quick_ratio"),
-            })
-            out = schema.conform(out, "financial")
-            return schema.latest_periods(out, periods)
+            mapping = {k: v for k, v in {**FINA_INDICATOR_FIELDS, **INCOME_FIELDS}.items() if v is not None}
+            out = pd.DataFrame({target: raw[column] if column in raw.columns else None
+                                for column, target in mapping.items()})
+            return schema.latest_periods(schema.conform(out, "financial"), periods)
         except (KeyError, ValueError) as exc:
             raise SourceDataError(f"fina_indicator: {exc!r}", source=self.name) from exc
 
@@ -233,6 +272,15 @@ class TushareSource(Source):
     def _pro_client(self) -> Any:
         self.open()
         return self._pro
+
+
+def _latest_revision(frame: pd.DataFrame) -> pd.DataFrame:
+    """A revised report has several rows for one period: keep the one tushare flags as the latest revision."""
+    if "update_flag" not in frame.columns or "end_date" not in frame.columns:
+        return frame
+    flag = pd.to_numeric(frame["update_flag"], errors="coerce").fillna(0)
+    ordered = frame.assign(_flag=flag).sort_values("_flag", kind="stable")
+    return ordered.drop_duplicates(["ts_code", "end_date"], keep="last").drop(columns="_flag")
 
 
 def _short(params: Mapping[str, Any]) -> str:

@@ -87,10 +87,24 @@ def test_execution_stats_count_every_status_with_percentiles(api: Api) -> None:
     assert stats["last_execution"]["execution_time"] == 10.0
 
 
+def test_a_runs_gap_report_is_shown_and_runs_with_gaps_are_counted(api: Api) -> None:
+    api.create_syncjob("alpha")
+    gaps = {"kind": "daily", "symbols_checked": 2, "symbols_with_gaps": 1, "missing_sessions": 3,
+            "by_symbol": {"000001.SZ": {"missing": 3, "sessions": ["2026-11-10..2026-11-11", "2026-11-19"]}}}
+    api.add_execution("alpha-1", "alpha", status="success", gaps=gaps, now=T0)
+    api.add_execution("alpha-2", "alpha", status="success", gaps={**gaps, "symbols_with_gaps": 0, "by_symbol": {}},
+                      now=T0 + dt.timedelta(minutes=1))
+    api.add_execution("alpha-3", "alpha", status="success", now=T0 + dt.timedelta(minutes=2))
+    items = {i["id"]: i for i in api.get("/jobs/alpha/executions").json()["data"]["items"]}
+    assert items["alpha-1"]["gaps"] == gaps and items["alpha-3"]["gaps"] is None
+    assert api.get("/jobs/alpha/execution-stats").json()["data"]["with_gaps"] == 1
+
+
 def test_execution_stats_of_a_job_without_runs(api: Api) -> None:
     api.create_syncjob("alpha")
     stats = api.get("/jobs/alpha/execution-stats").json()["data"]
     assert stats["total"] == 0 and stats["success_rate"] is None and stats["p50_execution_time"] is None
+    assert stats["with_gaps"] == 0
     assert stats["last_execution"] is None
 
 

@@ -32,8 +32,10 @@ CODES = ["600000.SH", "000001.SZ", "300750.SZ", "600519.SH", "688981.SH", "92000
 
 
 def real_sync(name: str, delay: float = 0.0, codes: list[str] | None = None, **spec: Any) -> dict[str, Any]:
-    """A daily SyncJob the real sync image runs from the file source, one code per fetch, `delay` s per fetch."""
-    options = {"codes": codes or CODES, "batch_size": 1, "file_delay_seconds": delay, "incremental": False,
+    """A daily SyncJob the real sync image runs from the file source, one code per fetch, one fetch at a time,
+    `delay` s per fetch."""
+    options = {"codes": codes or CODES, "batch_size": 1, "concurrency": 1, "file_delay_seconds": delay,
+               "incremental": False,
                "start_date": "2026-10-01", "heartbeat_seconds": 1, **spec.pop("options", {})}
     spec.setdefault("schedule", "0 16 * * 1-5")
     return make_syncjob(name, task="daily", sources=["file"], options=options, **spec)

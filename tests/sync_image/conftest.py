@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from pymongo import MongoClient
 from pymongo.database import Database
 
+from sync_image import quota
 from sync_image.settings import PodSettings
 from testbed.mongo import MongoServer
 
@@ -67,6 +69,27 @@ def ak_spot() -> pd.DataFrame:
 def bs_k_row(date: str = "2024-05-28", code: str = "sh.600000", tradestatus: str = "1") -> list[str]:
     return [date, code, "8.5200", "8.5300", "8.4300", "8.4600", "8.5300", "33925900", "287648127.0000", "3",
             "0.115600", tradestatus, "-0.820600", "0"]
+
+
+class VirtualTime:
+    """Rate-limit waits that take no real time: the clock moves on by what a bucket sleeps."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def sleep(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@pytest.fixture(autouse=True)
+def virtual_quota_time(monkeypatch: pytest.MonkeyPatch) -> VirtualTime:
+    """The sources' default rate limits would make the adapter tests sleep; tests of the limits give their own."""
+    virtual = VirtualTime()
+    monkeypatch.setattr(quota, "TIME", virtual)
+    return virtual
 
 
 @pytest.fixture

@@ -24,7 +24,8 @@ from tests.sync_image.conftest import ak_hist, settings
 
 RUN_ID = "market-data.daily-sync-m1"
 CODES = ["600000.SH", "600519.SH", "000001.SZ", "300750.SZ"]
-OPTIONS = {"codes": CODES, "batch_size": 1, "start_date": "2018-07-01", "end_date": "2018-07-18"}
+OPTIONS = {"codes": CODES, "batch_size": 1, "start_date": "2018-07-01", "end_date": "2018-07-18",
+           "concurrency": 1}  # one batch after another: these tests follow a run batch by batch
 
 
 def ts_bars(call: FakeCall) -> pd.DataFrame:
@@ -220,7 +221,7 @@ class SlowFile(FileSource):
 def test_heartbeat_and_throttled_progress_while_running(db: Database[Any]) -> None:
     runner = Runner(settings(SYNC_SOURCES="file", SYNC_OPTIONS={
         "codes": ["600000.SH", "600519.SH", "000001.SZ", "300750.SZ", "688981.SH", "920001.BJ"], "batch_size": 1,
-        "start_date": "2026-10-01", "end_date": "2026-11-27", "heartbeat_seconds": 0.3}), db,
+        "start_date": "2026-10-01", "end_date": "2026-11-27", "heartbeat_seconds": 0.3, "concurrency": 1}), db,
         sources=[SlowFile()])
     assert runner.run() == ExitCode.SUCCESS
     assert runner.reporter.heartbeats >= 4

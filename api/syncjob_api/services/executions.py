@@ -131,6 +131,7 @@ def to_public(doc: dict[str, Any], tz: ZoneInfo) -> models.ExecutionPublic:
         "traceback": _opt_str(doc.get("traceback")),
         "cancel_requested": doc.get("cancel_requested") if isinstance(doc.get("cancel_requested"), bool) else None,
         "reason": _opt_str(doc.get("reason")),
+        "gaps": _jsonable(doc.get("gaps")),
     }
     for name in _TIME_FIELDS:
         data[name] = render(_time(doc, name), tz)
@@ -168,13 +169,16 @@ def stats(db: Database[dict[str, Any]], job_ids: list[str], namespaces: dict[str
     counts: dict[str, int] = {}
     avg_success = 0.0
     timed_success = 0
+    with_gaps = 0
     for group in coll.aggregate([
         {"$match": match},
         {"$group": {"_id": "$status", "count": {"$sum": 1}, "avg": {"$avg": "$execution_time"},
-                    "timed": {"$sum": {"$cond": [{"$gte": ["$execution_time", 0]}, 1, 0]}}}},
+                    "timed": {"$sum": {"$cond": [{"$gte": ["$execution_time", 0]}, 1, 0]}},
+                    "gaps": {"$sum": {"$cond": [{"$gt": [{"$ifNull": ["$gaps.symbols_with_gaps", 0]}, 0]}, 1, 0]}}}},
     ]):
         status = str(group["_id"])
         counts[status] = counts.get(status, 0) + int(group["count"])
+        with_gaps += int(group.get("gaps") or 0)
         if status == ExecutionStatus.SUCCESS.value:
             avg_success = round(float(group.get("avg") or 0.0), 2)  # the incumbent rounds to 2 places
             timed_success = int(group.get("timed") or 0)
@@ -188,7 +192,7 @@ def stats(db: Database[dict[str, Any]], job_ids: list[str], namespaces: dict[str
         total=sum(counts.values()), success=c["success"], failed=c["failed"], missed=c["missed"],
         cancelled=c["cancelled"], skipped=c["skipped"], running=c["running"], avg_execution_time=avg_success,
         p50_execution_time=p50, p95_execution_time=p95,
-        success_rate=round(c["success"] / judged, 4) if judged else None,
+        success_rate=round(c["success"] / judged, 4) if judged else None, with_gaps=with_gaps,
         last_execution=None if last is None else models.LastExecutionBrief(
             run_id=str(last["_id"]), status=_opt_str(last.get("status")),
             timestamp=render(_time(last, "timestamp"), tz), execution_time=_num(last.get("execution_time")),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import akshare
 import pandas as pd
 import pytest
 
@@ -27,7 +28,7 @@ class ReadTimeout(OSError):
 
 
 def source(handler: Any) -> AkshareSource:
-    return AkshareSource(api=FakeLibrary(handler))
+    return AkshareSource(api=FakeLibrary(handler, spec=akshare))  # calls bind to the installed akshare
 
 
 def test_hist_bars_are_converted_from_lots_and_get_a_pre_close() -> None:
@@ -109,3 +110,20 @@ def test_financial_em_columns_are_mapped() -> None:
 def test_trade_calendar_is_read_from_sina() -> None:
     raw = pd.DataFrame({"trade_date": [dt.date(2027, 1, 4), dt.date(2027, 1, 5)]})
     assert source(lambda call: raw).trading_days(dt.date(2027, 1, 1), dt.date(2027, 1, 4)) == [dt.date(2027, 1, 4)]
+
+
+@pytest.mark.parametrize(("fetched_at", "session", "quote_time"), [
+    # Saturday 2024-06-01 10:00 Shanghai: Friday's closing snapshot, timed at Friday's close
+    (dt.datetime(2024, 6, 1, 2, 0, tzinfo=dt.UTC), dt.date(2024, 5, 31), dt.datetime(2024, 5, 31, 7, 0, tzinfo=dt.UTC)),
+    # Monday 08:30 Shanghai, before the opening auction: still Friday's close
+    (dt.datetime(2024, 6, 3, 0, 30, tzinfo=dt.UTC), dt.date(2024, 5, 31),
+     dt.datetime(2024, 5, 31, 7, 0, tzinfo=dt.UTC)),
+    # Monday 10:30 Shanghai: the session under way, timed by the fetch
+    (dt.datetime(2024, 6, 3, 2, 30, tzinfo=dt.UTC), dt.date(2024, 6, 3), dt.datetime(2024, 6, 3, 2, 30, tzinfo=dt.UTC)),
+])
+def test_spot_quotes_are_dated_by_the_session_they_show_not_the_fetch(fetched_at: dt.datetime, session: dt.date,
+                                                                      quote_time: dt.datetime) -> None:
+    src = AkshareSource(api=FakeLibrary(lambda call: ak_spot()), clock=lambda: fetched_at)
+    row = src.quotes(["600000.SH"]).iloc[0]
+    assert row["trade_date"] == session
+    assert row["quote_time"] == pd.Timestamp(quote_time)

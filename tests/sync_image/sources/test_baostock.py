@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import baostock
+import pandas as pd
 import pytest
 
 from sync_image.errors import (
@@ -26,7 +28,7 @@ class Library:
 
     def __init__(self, **answers: Any) -> None:
         self.answers = {"login": OK, "logout": OK, **answers}
-        self.fake = FakeLibrary(self.handle)
+        self.fake = FakeLibrary(self.handle, spec=baostock)  # calls bind to the installed baostock
 
     def handle(self, call: FakeCall) -> Any:
         answer = self.answers[call.name]
@@ -111,7 +113,7 @@ def test_stock_basic_keeps_listed_stocks_and_strips_the_industry_code() -> None:
     assert frame.iloc[0]["industry"] == "货币金融服务" and frame.iloc[0]["list_date"] == dt.date(1999, 11, 10)
 
 
-def test_profit_data_fractions_become_percent() -> None:
+def test_profit_data_fills_only_the_figures_that_mean_the_same_as_elsewhere() -> None:
     fields = ["code", "pubDate", "statDate", "roeAvg", "npMargin", "gpMargin", "netProfit", "epsTTM", "MBRevenue",
               "totalShare", "liqaShare"]
     answers = {(2024, 3): [["sh.600000", "2024-10-31", "2024-09-30", "0.074617", "0.3", "", "4.5e10", "1.4", "",
@@ -120,6 +122,10 @@ def test_profit_data_fractions_become_percent() -> None:
         fields, answers.get((call.kwargs["year"], call.kwargs["quarter"]), [])))
     frame = BaostockSource(api=lib.fake, today=lambda: dt.date(2024, 11, 28)).financial(["600000.SH"], periods=4)
     assert list(frame["report_period"]) == [dt.date(2024, 9, 30)]
-    assert frame.iloc[0]["roe"] == pytest.approx(7.4617) and frame.iloc[0]["net_margin"] == pytest.approx(30.0)
+    row = frame.iloc[0]
+    assert row["net_margin"] == pytest.approx(30.0)  # fractions become %
+    assert row["eps_ttm"] == pytest.approx(1.4)
+    # epsTTM is not basic EPS, MBRevenue not total revenue, netProfit not the parent's share, roeAvg not weighted ROE
+    assert all(pd.isna(row[f]) for f in ("eps", "revenue", "net_profit", "roe"))
     asked = [(c.kwargs["year"], c.kwargs["quarter"]) for c in lib.fake.called("query_profit_data")]
     assert asked[0] == (2024, 3)  # the current quarter has not ended: it is not asked for

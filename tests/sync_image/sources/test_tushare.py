@@ -17,7 +17,7 @@ from sync_image.errors import (
     SourceTimeout,
     SourceUnavailable,
 )
-from sync_image.sources.base import RateLimiter
+from sync_image.quota import TokenBucket
 from sync_image.sources.fake import FakeCall, FakeLibrary
 from sync_image.sources.tushare import TushareSource
 from tests.sync_image.conftest import ts_daily, ts_realtime
@@ -150,16 +150,17 @@ def test_rate_limiter_waits_for_the_window_once_the_quota_is_used() -> None:
         waits.append(seconds)
         now[0] += seconds
 
-    limiter = RateLimiter(2, clock=lambda: now[0], sleep=sleep)
-    assert limiter.acquire() == 0 and limiter.acquire() == 0
-    assert limiter.acquire() == pytest.approx(60.01)
-    assert waits == [pytest.approx(60.01)]
+    limiter = TokenBucket("tushare:x:daily", 2, clock=lambda: now[0], sleep=sleep)
+    assert limiter.acquire() == 0  # then spaced evenly: no 60 s window holds more than the quota
+    assert limiter.acquire() == pytest.approx(30.0)
+    assert limiter.acquire() == pytest.approx(30.0)
+    assert waits == [pytest.approx(30.0)] * 2
 
 
 def test_per_api_rate_limits_are_configurable() -> None:
     src = source(lambda call: ts_daily(), rate_limits={"daily": 7})
-    assert src.limiters["daily"].per_minute == 7
-    assert src.limiters["stock_basic"].per_minute == 50
+    assert src.limits.bucket("daily").per_minute == 7  # type: ignore[union-attr]
+    assert src.limits.bucket("stock_basic").per_minute == 50  # type: ignore[union-attr]
 
 
 def test_status_probe_reports_permission_refusal_as_reachable_but_not_permitted() -> None:
@@ -169,3 +170,9 @@ def test_status_probe_reports_permission_refusal_as_reachable_but_not_permitted(
     probe = source(refuse).probe()
     assert (probe.available, probe.permission, probe.error_class) == (True, False, "SourcePermissionDenied")
     assert source(lambda call: ts_daily()).probe().permission is True
+
+
+def test_a_realtime_quote_of_zero_is_no_price_not_minus_100_percent() -> None:
+    src = source(module_handler=lambda call: ts_realtime(price=0.0))
+    row = src.quotes(["600000.SH"]).iloc[0]
+    assert pd.isna(row["price"]) and pd.isna(row["pct_chg"])
