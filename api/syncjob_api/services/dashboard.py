@@ -1,0 +1,196 @@
+"""What the web dashboard reads beyond the seed's endpoints: one page of the job table with each job's recent runs,
+a job's schedule ahead and duration series, one run's whole record, and the rows of the live run feed.
+
+Reads only (every write stays with the REST endpoints and `syncjob.executions`). Each query is served by an index of
+`syncjob.mongo.SCHEDULER_COLLECTIONS`:
+
+    page summary     {job_id: $in <page>, timestamp >= 7 days ago}  → (job_id, timestamp)
+    last 20 runs     {job_id: $in <job ids>} sort timestamp desc     → (job_id, timestamp), one query per job
+    running rows     {status: running}                               → (status, timestamp)
+
+The job table is filtered and paged from the SyncJob cache first, so a page of 50 costs the same with 1,000
+SyncJobs as with 10, and only the page's jobs touch MongoDB.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from typing import Any
+
+from croniter import croniter
+from pymongo.database import Database
+
+from syncjob.model import ExecutionStatus
+from syncjob_api.core.timefmt import render, utcnow
+from syncjob_api.services import executions
+from syncjob_api.services.jobs import JobEntry, normalise, refreshed, stored_ids, with_metadata
+
+STRIP_RUNS = 20
+WINDOW_DAYS = 7
+_JUDGED = {ExecutionStatus.SUCCESS.value, ExecutionStatus.FAILED.value, ExecutionStatus.MISSED.value}
+
+# The fields of a running run that the live feed sends: small rows (a projection), as Argo's `fields=` trims events.
+RUN_ROW_FIELDS = ("job_id", "namespace", "status", "reason", "trigger", "is_manual", "force", "progress",
+                  "progress_message", "current_item", "processed_items", "total_items", "source_used",
+                  "started_at", "heartbeat_at", "finished_at", "execution_time", "cancel_requested",
+                  "error_message", "timestamp")
+RUN_ROW_PROJECTION = {name: 1 for name in RUN_ROW_FIELDS}
+
+
+def matches(entry: JobEntry, meta: dict[str, Any] | None, namespace: str | None, task: str | None,
+            source: str | None, status: str | None, query: str | None) -> bool:
+    spec = entry.job.spec
+    if namespace and entry.namespace != namespace:
+        return False
+    if task and spec.task.value != task:
+        return False
+    if source and source not in [s.value for s in spec.sources]:
+        return False
+    if status:
+        last = entry.job.status.last_execution
+        if status == "paused":
+            if not spec.paused:
+                return False
+        elif status == "running":
+            if not entry.job.status.active:
+                return False
+        elif status == "never":
+            if last is not None:
+                return False
+        elif last is None or last.status.value != status:
+            return False
+    if query:
+        q = query.lower()
+        display = (meta or {}).get("display_name") or spec.display_name or ""
+        if q not in entry.name.lower() and q not in str(display).lower():
+            return False
+    return True
+
+
+def facets(entries: list[JobEntry]) -> dict[str, list[str]]:
+    """The values the filters offer, from every SyncJob served."""
+    return {
+        "namespaces": sorted({e.namespace for e in entries}),
+        "tasks": sorted({e.job.spec.task.value for e in entries}),
+        "sources": sorted({s.value for e in entries for s in e.job.spec.sources}),
+    }
+
+
+def _key(job_id: Any, namespace: Any) -> tuple[str, str | None]:
+    return normalise(str(job_id)), namespace if isinstance(namespace, str) else None
+
+
+def summaries(db: Database[dict[str, Any]], page: list[JobEntry]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per job of the page: success rate and median duration over the last 7 days, and the last 20 runs."""
+    out: dict[tuple[str, str], dict[str, Any]] = {
+        (e.name, e.namespace): {"runs": [], "window": []} for e in page
+    }
+    if not page:
+        return out
+    coll = executions.collection(db)
+    ids = sorted({i for e in page for i in stored_ids(e.name)})
+    namespaces_by_name: dict[str, set[str]] = {}
+    for e in page:
+        namespaces_by_name.setdefault(e.name, set()).add(e.namespace)
+
+    def owner(doc: dict[str, Any]) -> tuple[str, str] | None:
+        name, ns = _key(doc.get("job_id"), doc.get("namespace"))
+        spaces = namespaces_by_name.get(name)
+        if not spaces:
+            return None
+        if ns in spaces:
+            return name, ns
+        if ns is None and len(spaces) == 1:  # an incumbent record without a namespace
+            return name, next(iter(spaces))
+        return None
+
+    since = utcnow() - dt.timedelta(days=WINDOW_DAYS)
+    for doc in coll.find({"job_id": {"$in": ids}, "timestamp": {"$gte": since}},
+                         {"job_id": 1, "namespace": 1, "status": 1, "execution_time": 1}):
+        key = owner(doc)
+        if key is not None:
+            out[key]["window"].append((doc.get("status"), doc.get("execution_time")))
+    for e in page:
+        docs = coll.find({"job_id": {"$in": stored_ids(e.name)}},
+                         {"job_id": 1, "namespace": 1, "status": 1, "timestamp": 1, "execution_time": 1},
+                         ).sort("timestamp", -1).limit(STRIP_RUNS * 2)
+        runs = out[(e.name, e.namespace)]["runs"]
+        for doc in docs:
+            if owner(doc) == (e.name, e.namespace) and len(runs) < STRIP_RUNS:
+                runs.append({"id": str(doc["_id"]), "status": doc.get("status"),
+                             "timestamp": render(doc.get("timestamp"), e.tz),
+                             "execution_time": executions._num(doc.get("execution_time"))})
+    for value in out.values():
+        window = value.pop("window")
+        judged = [s for s, _ in window if s in _JUDGED]
+        durations = [float(t) for s, t in window
+                     if s == ExecutionStatus.SUCCESS.value and executions._num(t) is not None]
+        value["runs_7d"] = len(window)
+        value["success_rate_7d"] = (round(sum(1 for s in judged if s == ExecutionStatus.SUCCESS.value)
+                                          / len(judged), 4) if judged else None)
+        value["median_duration_7d"] = round(statistics.median(durations), 3) if durations else None
+    return out
+
+
+def job_row(entry: JobEntry, meta: dict[str, Any] | None, summary: dict[str, Any]) -> dict[str, Any]:
+    view = with_metadata(entry.view, meta).model_dump(mode="json")
+    return {**view, **summary}
+
+
+def upcoming(entry: JobEntry, count: int = 10) -> list[str]:
+    """The next `count` scheduled times in the job's time zone (none while paused)."""
+    if entry.job.spec.paused:
+        return []
+    try:
+        it = croniter(entry.job.spec.schedule, utcnow().astimezone(entry.tz))
+        return [render(it.get_next(dt.datetime), entry.tz) or "" for _ in range(count)]
+    except (ValueError, KeyError):
+        return []
+
+
+def durations(db: Database[dict[str, Any]], entry: JobEntry, namespace_filter: str | None,
+              limit: int = 100) -> list[dict[str, Any]]:
+    """The job's last `limit` finished runs, oldest first: the duration chart's bars."""
+    query = executions.build_query(stored_ids(entry.name), namespace_filter, None, None)
+    query["status"] = {"$ne": ExecutionStatus.RUNNING.value}
+    docs = executions.collection(db).find(
+        query, {"status": 1, "timestamp": 1, "execution_time": 1}).sort("timestamp", -1).limit(limit)
+    rows = [{"id": str(d["_id"]), "status": d.get("status"), "timestamp": render(d.get("timestamp"), entry.tz),
+             "execution_time": executions._num(d.get("execution_time"))} for d in docs]
+    rows.reverse()
+    return rows
+
+
+def run_row(doc: dict[str, Any], tz_for: executions.TzFor) -> dict[str, Any]:
+    """A run as the live feed and the runs view show it: the projected fields, times in the job's zone."""
+    tz = tz_for(executions._opt_str(doc.get("job_id")), executions._opt_str(doc.get("namespace")))
+    row: dict[str, Any] = {"id": str(doc["_id"])}
+    for name in RUN_ROW_FIELDS:
+        value = doc.get(name)
+        row[name] = render(value, tz) if isinstance(value, dt.datetime) else executions._jsonable(value)
+    return row
+
+
+def run_detail(doc: dict[str, Any], tz_for: executions.TzFor) -> dict[str, Any]:
+    """Every field of one run's record, BSON types made JSON, times in the job's zone."""
+    tz = tz_for(executions._opt_str(doc.get("job_id")), executions._opt_str(doc.get("namespace")))
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, dt.datetime):
+            return render(value, tz)
+        if isinstance(value, dict):
+            return {str(k): convert(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [convert(v) for v in value]
+        return executions._jsonable(value)
+
+    out = convert({k: v for k, v in doc.items() if k != "_id"})
+    assert isinstance(out, dict)
+    out["id"] = str(doc["_id"])
+    return out
+
+
+def refresh(entries: list[JobEntry]) -> list[JobEntry]:
+    now = utcnow()
+    return [refreshed(e, now) for e in entries]
