@@ -163,12 +163,25 @@ def durations(db: Database[dict[str, Any]], entry: JobEntry, namespace_filter: s
 
 
 def run_row(doc: dict[str, Any], tz_for: executions.TzFor) -> dict[str, Any]:
-    """A run as the live feed and the runs view show it: the projected fields, times in the job's zone."""
+    """A run as the live feed and the runs view show it: the projected fields, typed, times in the job's zone."""
     tz = tz_for(executions._opt_str(doc.get("job_id")), executions._opt_str(doc.get("namespace")))
+
+    def flag(value: Any) -> bool | None:
+        return value if isinstance(value, bool) else None
+
     row: dict[str, Any] = {"id": str(doc["_id"])}
-    for name in RUN_ROW_FIELDS:
-        value = doc.get(name)
-        row[name] = render(value, tz) if isinstance(value, dt.datetime) else executions._jsonable(value)
+    for name in ("job_id", "namespace", "status", "reason", "trigger", "progress_message", "source_used",
+                 "error_message"):
+        row[name] = executions._opt_str(doc.get(name))
+    for name in ("is_manual", "force", "cancel_requested"):
+        row[name] = flag(doc.get(name))
+    for name in ("progress", "execution_time"):
+        row[name] = executions._num(doc.get(name))
+    for name in ("processed_items", "total_items"):
+        row[name] = executions._int(doc.get(name))
+    for name in ("started_at", "heartbeat_at", "finished_at", "timestamp"):
+        row[name] = render(doc.get(name), tz)
+    row["current_item"] = executions._jsonable(doc.get("current_item"))
     return row
 
 

@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from syncjob.model import ExecutionStatus
+from syncjob_api import dashboard_models as dm
 from syncjob_api.api import responses
 from syncjob_api.api.deps import (
     Credentials,
@@ -30,7 +31,7 @@ from syncjob_api.api.deps import (
     _identity,
 )
 from syncjob_api.core.security import Role, Verb
-from syncjob_api.core.timefmt import now_iso
+from syncjob_api.models import Envelope
 from syncjob_api.services import dashboard, executions
 
 DIST = Path(os.environ.get("DASHBOARD_DIR") or Path(__file__).resolve().parents[2] / "web" / "static" / "dist")
@@ -38,25 +39,23 @@ DIST = Path(os.environ.get("DASHBOARD_DIR") or Path(__file__).resolve().parents[
 router = APIRouter(prefix="/dashboard", tags=["dashboard"])
 
 
-def _ok(data: Any, message: str) -> dict[str, Any]:
-    return {"success": True, "data": data, "message": message, "timestamp": now_iso()}
-
-
-@router.get("/me", responses=responses.READ, summary="Who the signed-in user is")
-def me(user: CurrentUser, ctx: Ctx, credentials: Credentials) -> dict[str, Any]:
+@router.get("/me", response_model=Envelope[dm.Me], responses=responses.READ, summary="Who the signed-in user is")
+def me(user: CurrentUser, ctx: Ctx, credentials: Credentials) -> Envelope[dm.Me]:
     """The caller's name and role: `admin` when it may patch SyncJobs in the watched namespace, else `viewer`.
     The page shows action controls to admins only; the API refuses a viewer's mutation either way (403)."""
     identity = _identity(ctx, credentials)
     admin = ctx.auth.allowed(identity, Verb.PATCH, ctx.settings.watch_namespace or None)
     role = Role.ADMIN if admin else Role.VIEWER
-    return _ok({"user": user.user, "role": role.value, "auth_mode": ctx.settings.auth_mode.value,
-                "time_zone": ctx.settings.default_time_zone}, f"已登录: {user.user} ({role.value})")
+    data = dm.Me(user=user.user, role=role.value, auth_mode=ctx.settings.auth_mode.value,
+                 time_zone=ctx.settings.default_time_zone)
+    return Envelope[dm.Me](data=data, message=f"已登录: {user.user} ({role.value})")
 
 
 StrFilter = Annotated[str | None, Query(max_length=253, pattern=r"^[A-Za-z0-9_.\-]*$")]
 
 
-@router.get("/jobs", responses=responses.READ, summary="One page of the job table")
+@router.get("/jobs", response_model=Envelope[dm.JobTable], responses=responses.READ,
+            summary="One page of the job table")
 def job_table(
     user: CurrentUser, ctx: Ctx, db: MongoDep,
     namespace: StrFilter = None, task: StrFilter = None, source: StrFilter = None,
@@ -64,7 +63,7 @@ def job_table(
                                         description="The last run's status, or running/paused/never.")] = None,
     q: Annotated[str | None, Query(max_length=100, description="Part of the name or display name.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Offset = 0,
-) -> dict[str, Any]:
+) -> Envelope[dm.JobTable]:
     """SyncJobs filtered and paged from the cache (by namespace, task, source, last status, name), each with its
     success rate and median successful duration over the last 7 days and its last 20 runs."""
     entries = dashboard.refresh(ctx.entries())
@@ -75,36 +74,43 @@ def job_table(
     page = chosen[offset:offset + limit]
     sums = dashboard.summaries(db, page)
     rows = [dashboard.job_row(e, meta.get(e.name), sums[(e.name, e.namespace)]) for e in page]
-    data = {"items": rows, "total": len(chosen), "all": len(entries), "limit": limit, "offset": offset,
-            "facets": dashboard.facets(entries)}
-    return _ok(data, f"获取到 {len(rows)} / {len(chosen)} 个定时任务")
+    data = dm.JobTable.model_validate({"items": rows, "total": len(chosen), "all": len(entries), "limit": limit,
+                                       "offset": offset, "facets": dashboard.facets(entries)})
+    return Envelope[dm.JobTable](data=data, message=f"获取到 {len(rows)} / {len(chosen)} 个定时任务")
 
 
-@router.get("/jobs/{job_id}/schedule", responses=responses.READ_ONE, summary="A job's next runs and durations")
-def job_schedule(user: CurrentUser, ctx: Ctx, db: MongoDep, job: JobDep) -> dict[str, Any]:
+@router.get("/jobs/{job_id}/schedule", response_model=Envelope[dm.JobSchedule], responses=responses.READ_ONE,
+            summary="A job's next runs and durations")
+def job_schedule(user: CurrentUser, ctx: Ctx, db: MongoDep, job: JobDep) -> Envelope[dm.JobSchedule]:
     """The next 10 scheduled times (job's time zone) and the durations of its last 100 finished runs."""
     shared = len(ctx.cache.lookup(job.name)) > 1
-    data = {"next_runs": dashboard.upcoming(job), "time_zone": job.job.spec.time_zone,
-            "durations": dashboard.durations(db, job, job.namespace if shared else None)}
-    return _ok(data, f"获取任务 {job.name} 调度成功")
+    data = dm.JobSchedule.model_validate({
+        "next_runs": dashboard.upcoming(job), "time_zone": job.job.spec.time_zone,
+        "durations": dashboard.durations(db, job, job.namespace if shared else None)})
+    return Envelope[dm.JobSchedule](data=data, message=f"获取任务 {job.name} 调度成功")
 
 
-@router.get("/runs/{execution_id}", responses=responses.READ_ONE, summary="One run's whole record")
-def run_detail(user: CurrentUser, ctx: Ctx, db: MongoDep, execution_id: ExecutionIdPath) -> dict[str, Any]:
+@router.get("/runs/{execution_id}", response_model=Envelope[dm.RunDetail], responses=responses.READ_ONE,
+            summary="One run's whole record")
+def run_detail(user: CurrentUser, ctx: Ctx, db: MongoDep,
+               execution_id: ExecutionIdPath) -> Envelope[dm.RunDetail]:
     """Every field of the record: status and reason, trigger, who asked, attempts with their source attempts and
     errors, counts, warnings, error message and traceback."""
     doc = executions.find(db, execution_id)
-    return _ok(dashboard.run_detail(doc, ctx.tz_for), f"获取执行记录 {execution_id} 成功")
+    return Envelope[dm.RunDetail](data=dm.RunDetail.model_validate(dashboard.run_detail(doc, ctx.tz_for)),
+                                  message=f"获取执行记录 {execution_id} 成功")
 
 
-@router.get("/runs", responses=responses.READ, summary="Recently finished runs")
+@router.get("/runs", response_model=Envelope[list[dm.RunRow]], responses=responses.READ,
+            summary="Recently finished runs")
 def recent_runs(user: CurrentUser, ctx: Ctx, db: MongoDep,
-                limit: Annotated[int, Query(ge=1, le=100)] = 30) -> dict[str, Any]:
+                limit: Annotated[int, Query(ge=1, le=100)] = 30) -> Envelope[list[dm.RunRow]]:
     """The latest finished runs of every job, newest first, as small rows (the live feed's shape)."""
     coll = executions.collection(db)
     docs = coll.find({"status": {"$in": [s.value for s in ExecutionStatus if s is not ExecutionStatus.RUNNING]}},
                      dashboard.RUN_ROW_PROJECTION).sort("timestamp", -1).limit(limit)
-    return _ok([dashboard.run_row(d, ctx.tz_for) for d in docs], "获取最近执行记录成功")
+    rows = [dm.RunRow.model_validate(dashboard.run_row(d, ctx.tz_for)) for d in docs]
+    return Envelope[list[dm.RunRow]](data=rows, message="获取最近执行记录成功")
 
 
 # -- the page ----------------------------------------------------------------------------------------------------

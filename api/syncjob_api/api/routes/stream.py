@@ -39,6 +39,8 @@ from syncjob_api.api import responses
 from syncjob_api.api.deps import Credentials, Ctx, CurrentUser, require_viewer
 from syncjob_api.context import AppContext
 from syncjob_api.core.timefmt import now_iso
+from syncjob_api.dashboard_models import StreamTicket
+from syncjob_api.models import Envelope
 from syncjob_api.services import dashboard, executions
 
 log = logging.getLogger(__name__)
@@ -77,13 +79,14 @@ def check_ticket(ticket: str, now: float | None = None) -> str | None:
     return user
 
 
-@router.post("/ticket", responses=responses.READ, summary="Get a stream ticket")
-def stream_ticket(user: CurrentUser) -> dict[str, Any]:
+@router.post("/ticket", response_model=Envelope[StreamTicket], responses=responses.READ,
+             summary="Get a stream ticket")
+def stream_ticket(user: CurrentUser) -> Envelope[StreamTicket]:
     """A signed ticket, valid for 30 seconds, that opens one `GET /stream/runs` for this user (EventSource cannot
     send the Authorization header, and a bearer token does not belong in a URL)."""
     ticket, _expires = issue_ticket(user.user)
-    return {"success": True, "data": {"ticket": ticket, "expires_in": TICKET_SECONDS, "user": user.user},
-            "message": "stream ticket issued", "timestamp": now_iso()}
+    return Envelope[StreamTicket](data=StreamTicket(ticket=ticket, expires_in=TICKET_SECONDS, user=user.user),
+                                  message="stream ticket issued")
 
 
 class RunFeed:
