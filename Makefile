@@ -44,8 +44,9 @@ $(DASHBOARD_DIST)/index.html: web/node_modules/.package-lock.json web/index.html
 web: $(DASHBOARD_DIST)/index.html ## Build the dashboard (web/, Vite) into the API package, served at /dashboard/.
 
 .PHONY: browser
-browser: ## Install Debian's chromium for the browser tests when it is missing.
-	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+browser: ## Install Debian's chromium (and a CJK font for the screenshots) for the browser tests when missing.
+	@test -x $(CHROMIUM) && fc-list :lang=zh | grep -q . || { apt-get update -qq \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei; }
 
 ##@ Development
 

@@ -9,6 +9,7 @@ forged request is refused by the API; with the API briefly down the page says so
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 from typing import Any
@@ -36,8 +37,13 @@ def test_a_viewer_reads_the_job_table_as_the_api_serves_it_and_has_no_action_con
                                          ("basics", ["baostock", "file"])]):
         api.create_syncjob(f"view-{i}", task=task, sources=sources, schedule="30 16 * * 1-5",
                            displayName=f"同步 {i}" if i == 0 else None)
-    api.add_execution("view-0-1", "view-0", status="success", execution_time=12.5)
-    api.add_execution("view-0-2", "view-0", status="failed", execution_time=3.0, error_message="boom")
+    now = dt.datetime.now(dt.UTC)
+    api.add_execution("view-0-1", "view-0", status="success", execution_time=12.5, now=now - dt.timedelta(hours=2))
+    api.add_execution("view-0-2", "view-0", status="failed", execution_time=3.0, error_message="boom",
+                      now=now - dt.timedelta(hours=1))
+    for i, status in enumerate(["success"] * 9 + ["cancelled", "success", "failed"]):  # older than 7 days
+        api.add_execution(f"view-2-{i}", "view-2", status=status, execution_time=20.0 + 3 * i,
+                          now=now - dt.timedelta(days=20 - i))
 
     sign_in(page, web, "wrong-token-" + "x" * 20)
     expect(page.get_by_test_id("signin-error")).to_contain_text("401")
@@ -58,6 +64,8 @@ def test_a_viewer_reads_the_job_table_as_the_api_serves_it_and_has_no_action_con
     expect(first.locator(".strip .mark")).to_have_count(2)
     expect(first).to_contain_text("50%")  # success rate over 7 days: 1 of 2 judged
     expect(page.locator("button[data-action]")).to_have_count(0)  # no action controls for a viewer
+    expect(row(page, "view-2").locator(".strip .mark")).to_have_count(12)
+    shoot(page, "jobs")
 
     page.select_option("select[name=task]", "quotes")
     expect(table.locator("tbody tr")).to_have_count(1)
@@ -88,7 +96,7 @@ def test_an_admin_runs_pauses_resumes_and_cancels_from_the_page_with_live_progre
     sign_in(page, web, ADMIN)
     expect(page.get_by_test_id("user")).to_have_attribute("data-role", "admin")
     expect(row(page, "live-run")).to_be_visible()
-    shoot(page, "jobs")
+    shoot(page, "jobs-admin")
 
     # trigger from the page; the answer is shown; the bar moves through the pod's real progress writes
     row(page, "live-run").locator("button[data-action=trigger]").click()

@@ -4,8 +4,9 @@ a job's schedule ahead and duration series, one run's whole record, and the rows
 Reads only (every write stays with the REST endpoints and `syncjob.executions`). Each query is served by an index of
 `syncjob.mongo.SCHEDULER_COLLECTIONS`:
 
-    page summary     {job_id: $in <page>, timestamp >= 7 days ago}  → (job_id, timestamp)
-    last 20 runs     {job_id: $in <job ids>} sort timestamp desc     → (job_id, timestamp), one query per job
+    page summary     {job_id: $in <page>, timestamp >= 7 days ago}  → (job_id, timestamp); also the strips
+    last 20 runs     {job_id: $in <job ids>} sort timestamp desc     → (job_id, timestamp), only for a job with
+                                                                       fewer than 20 runs in those 7 days
     running rows     {status: running}                               → (status, timestamp)
 
 The job table is filtered and paged from the SyncJob cache first, so a page of 50 costs the same with 1,000
@@ -77,6 +78,16 @@ def facets(entries: list[JobEntry]) -> dict[str, list[str]]:
     }
 
 
+_MARK_PROJECTION = {"job_id": 1, "namespace": 1, "status": 1, "timestamp": 1, "execution_time": 1}
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _sort_time(value: Any) -> dt.datetime:
+    if not isinstance(value, dt.datetime):
+        return _EPOCH
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
 def _key(job_id: Any, namespace: Any) -> tuple[str, str | None]:
     return normalise(str(job_id)), namespace if isinstance(namespace, str) else None
 
@@ -106,21 +117,23 @@ def summaries(db: Database[dict[str, Any]], page: list[JobEntry]) -> dict[tuple[
         return None
 
     since = utcnow() - dt.timedelta(days=WINDOW_DAYS)
-    for doc in coll.find({"job_id": {"$in": ids}, "timestamp": {"$gte": since}},
-                         {"job_id": 1, "namespace": 1, "status": 1, "execution_time": 1}):
+    recent: dict[tuple[str, str], list[dict[str, Any]]] = {k: [] for k in out}
+    for doc in coll.find({"job_id": {"$in": ids}, "timestamp": {"$gte": since}}, _MARK_PROJECTION):
         key = owner(doc)
         if key is not None:
             out[key]["window"].append((doc.get("status"), doc.get("execution_time")))
+            recent[key].append(doc)
     for e in page:
-        docs = coll.find({"job_id": {"$in": stored_ids(e.name)}},
-                         {"job_id": 1, "namespace": 1, "status": 1, "timestamp": 1, "execution_time": 1},
-                         ).sort("timestamp", -1).limit(STRIP_RUNS * 2)
-        runs = out[(e.name, e.namespace)]["runs"]
-        for doc in docs:
-            if owner(doc) == (e.name, e.namespace) and len(runs) < STRIP_RUNS:
-                runs.append({"id": str(doc["_id"]), "status": doc.get("status"),
-                             "timestamp": render(doc.get("timestamp"), e.tz),
-                             "execution_time": executions._num(doc.get("execution_time"))})
+        key = (e.name, e.namespace)
+        docs = recent[key]
+        if len(docs) < STRIP_RUNS:  # a job with fewer than 20 runs in 7 days: its strip reaches further back
+            docs = [d for d in coll.find({"job_id": {"$in": stored_ids(e.name)}}, _MARK_PROJECTION)
+                    .sort("timestamp", -1).limit(STRIP_RUNS * 2) if owner(d) == key]
+        docs.sort(key=lambda d: _sort_time(d.get("timestamp")), reverse=True)
+        out[key]["runs"] = [{"id": str(d["_id"]), "status": d.get("status"),
+                             "timestamp": render(d.get("timestamp"), e.tz),
+                             "execution_time": executions._num(d.get("execution_time"))}
+                            for d in docs[:STRIP_RUNS]]
     for value in out.values():
         window = value.pop("window")
         judged = [s for s, _ in window if s in _JUDGED]

@@ -49,6 +49,7 @@ router = APIRouter(prefix="/stream", tags=["stream"])
 TICKET_SECONDS = 30
 STREAM_MAX_SECONDS = float(os.environ.get("STREAM_MAX_SECONDS", "300"))
 POLL_SECONDS = 0.5
+FEED_LIMIT = 500  # the newest running runs; more than a page can show
 _SECRET = os.environ.get("STREAM_TICKET_SECRET", "").encode() or secrets.token_bytes(32)
 
 
@@ -132,7 +133,8 @@ class RunFeed:
 
     def poll(self) -> None:
         coll = executions.collection(self.ctx.db)
-        docs = coll.find({"status": ExecutionStatus.RUNNING.value}, dashboard.RUN_ROW_PROJECTION).limit(500)
+        docs = coll.find({"status": ExecutionStatus.RUNNING.value},
+                         dashboard.RUN_ROW_PROJECTION).sort("timestamp", -1).limit(FEED_LIMIT)
         rows = {str(d["_id"]): dashboard.run_row(d, self.ctx.tz_for) for d in docs}
         gone = [rid for rid in self.rows if rid not in rows]
         now = time.monotonic()
