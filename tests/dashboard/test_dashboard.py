@@ -91,7 +91,7 @@ def test_an_admin_runs_pauses_resumes_and_cancels_from_the_page_with_live_progre
     syncjobs.create(real_sync("slow-run", delay=5))
     ready(syncjobs, "live-run")
     ready(syncjobs, "slow-run")
-    page.on("dialog", lambda d: d.accept())
+    page.on("dialog", lambda d: d.accept("stuck, says the test") if d.type == "prompt" else d.accept())
 
     sign_in(page, web, ADMIN)
     expect(page.get_by_test_id("user")).to_have_attribute("data-role", "admin")
@@ -164,6 +164,10 @@ def test_an_admin_runs_pauses_resumes_and_cancels_from_the_page_with_live_progre
     expect(slow).to_be_visible(timeout=30_000)
     eventually(lambda: (mongo_db[mongo.EXECUTIONS].find_one({"job_id": "slow-run"}) or {}).get("attempt"), 30,
                "the slow run's pod to begin")
+    # marking a run failed while its pod is alive: the API's 409 is shown verbatim
+    slow.locator("button[data-action=mark-failed]").click()
+    expect(page.get_by_test_id("answer")).to_have_attribute("data-status", "409")
+    expect(page.get_by_test_id("answer")).to_contain_text("its pod is alive")
     slow.locator("button[data-action=cancel]").click()
     expect(page.get_by_test_id("answer")).to_have_attribute("data-status", "200")
     cancelled = page.get_by_test_id("finished").locator("tr").filter(has_text="slow-run").first
@@ -175,8 +179,19 @@ def test_an_admin_runs_pauses_resumes_and_cancels_from_the_page_with_live_progre
     expect(page.get_by_test_id("run")).to_have_attribute("data-status", "cancelled")
     answer = web.post(f"/executions/{run_id}/cancel", ADMIN)
     assert answer.status_code == 409
+    page.locator("button[data-action=delete]").click()  # confirmed; the record is gone
+    expect(page.get_by_test_id("answer")).to_have_attribute("data-status", "200")
+    assert mongo_db[mongo.EXECUTIONS].find_one({"_id": run_id}) is None
+
+    # edit the display name; the history shows every action at once
     page.goto(f"{web.url}/dashboard/#/jobs/{api.namespace}/slow-run")
-    page.get_by_test_id("history").locator("tr[data-action=cancel]").first.wait_for()
+    page.click("button[data-action=edit]")
+    page.fill("input[name=display_name]", "慢速同步")
+    page.click("form.edit button[type=submit]")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("慢速同步")
+    history = page.get_by_test_id("history")
+    for action in ("trigger", "mark-failed", "cancel", "delete", "metadata"):
+        expect(history.locator(f"tr[data-action='{action}']").first).to_be_visible()
     print(f"\nprogress → bar delays (s): {[round(d, 2) for d in delays]}; bar values seen: {seen}")
 
 

@@ -47,6 +47,17 @@ export function JobActions({ job, admin, reload }) {
   )
 }
 
+// the operator's status.lastExecution, else the newest record (runs the operator has not summarised yet)
+function LastRun({ job }) {
+  const last = job.last_execution || (job.runs?.[0] && { status: job.runs[0].status, started_at: job.runs[0].timestamp })
+  return (
+    <>
+      <Status value={last?.status} />
+      {last && <div class="muted small">{abs(last.started_at)}</div>}
+    </>
+  )
+}
+
 function Select({ label, value, options, onChange, name }) {
   return (
     <label>
@@ -113,8 +124,7 @@ export function Jobs({ admin }) {
                     <td>{j.next_run_time ? <><div>{abs(j.next_run_time)}</div><div class="muted small">{rel(j.next_run_time, now)}</div></> : t('none')}</td>
                     <td data-testid="paused">{j.paused ? <span class="badge s-paused">{t('paused')}</span> : <span class="muted">{t('active')}</span>}</td>
                     <td>
-                      <Status value={j.last_execution?.status} />
-                      {j.last_execution && <div class="muted small">{abs(j.last_execution.started_at)}</div>}
+                      <LastRun job={j} />
                     </td>
                     <td>{j.success_rate_7d === null ? t('none') : `${(j.success_rate_7d * 100).toFixed(0)}%`}</td>
                     <td>{secs(j.median_duration_7d)}</td>
@@ -143,9 +153,10 @@ function DurationChart({ rows }) {
   const w = 8
   const height = 120
   const avg = timed.reduce((a, r) => a + r.execution_time, 0) / timed.length
+  const slots = Math.max(timed.length, 50) // a few runs make thin bars, not a wall
   return (
     <figure>
-      <svg class="chart" viewBox={`0 0 ${timed.length * (w + 2)} ${height}`} preserveAspectRatio="none" role="img"
+      <svg class="chart" viewBox={`0 0 ${slots * (w + 2)} ${height}`} preserveAspectRatio="none" role="img"
            aria-label={t('durationChart')} data-testid="duration-chart">
         {timed.map((r, i) => {
           const h = Math.max(1, (r.execution_time / max) * (height - 4))
@@ -155,7 +166,7 @@ function DurationChart({ rows }) {
             </rect>
           )
         })}
-        <line x1="0" x2={timed.length * (w + 2)} y1={height - (avg / max) * (height - 4)} y2={height - (avg / max) * (height - 4)} class="avg" />
+        <line x1="0" x2={slots * (w + 2)} y1={height - (avg / max) * (height - 4)} y2={height - (avg / max) * (height - 4)} class="avg" />
       </svg>
       <figcaption class="muted small">max {secs(max)} · avg {secs(avg)} · n={timed.length}</figcaption>
     </figure>
@@ -220,7 +231,7 @@ export function Job({ namespace, name, admin }) {
             [t('schedule'), <>{words(job.schedule)} <code>{job.schedule}</code> ({job.time_zone})</>],
             [t('spec_concurrency'), job.concurrency_policy], [t('spec_tradingHours'), job.trading_hours_only ? t('yes') : t('no')],
             [t('spec_deadline'), job.active_deadline_seconds], [t('spec_backoff'), job.backoff_limit],
-            [t('options'), <code class="small">{JSON.stringify(job.options)}</code>],
+            [t('options'), <code class="small wrap">{JSON.stringify(job.options)}</code>],
           ]} />
           <h2>{t('conditions')}</h2>
           <table>
