@@ -65,6 +65,8 @@ def test_the_stream_sends_the_running_runs_with_a_ticket(api: Api, monkeypatch: 
     assert (run["progress"], run["processed_items"], run["total_items"], run["current_item"]) == \
         (40, 2, 5, "600000.SH")
     assert events[-1][0] == "expired"
+    finished = api.get("/dashboard/runs").json()["data"]
+    assert [(r["id"], r["status"]) for r in finished] == [(api.run_id("streamed-m0"), "success")]
 
 
 def test_the_job_table_filters_and_pages_on_the_server(api: Api) -> None:

@@ -8,6 +8,7 @@ Reads only (every write stays with the REST endpoints and `syncjob.executions`).
     last 20 runs     {job_id: $in <job ids>} sort timestamp desc     → (job_id, timestamp), only for a job with
                                                                        fewer than 20 runs in those 7 days
     running rows     {status: running}                               → (status, timestamp)
+    recent finished  {status: <each final status>} sort timestamp    → (status, timestamp), merged
 
 The job table is filtered and paged from the SyncJob cache first, so a page of 50 costs the same with 1,000
 SyncJobs as with 10, and only the page's jobs touch MongoDB.
@@ -196,6 +197,16 @@ def run_row(doc: dict[str, Any], tz_for: executions.TzFor) -> dict[str, Any]:
         row[name] = render(doc.get(name), tz)
     row["current_item"] = executions._jsonable(doc.get("current_item"))
     return row
+
+
+def recent_finished(db: Database[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """The newest finished records: one walk of the (status, timestamp) index per final status, merged. (A $in on
+    status, or a sort of the whole collection on timestamp, costs seconds at 200,000 records on SecantusDB.)"""
+    coll = executions.collection(db)
+    docs = [d for status in ExecutionStatus if status is not ExecutionStatus.RUNNING
+            for d in coll.find({"status": status.value}, RUN_ROW_PROJECTION).sort("timestamp", -1).limit(limit)]
+    docs.sort(key=lambda d: _sort_time(d.get("timestamp")), reverse=True)
+    return docs[:limit]
 
 
 def run_detail(doc: dict[str, Any], tz_for: executions.TzFor) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from syncjob.model import ExecutionStatus
 from syncjob_api import dashboard_models as dm
 from syncjob_api.api import responses
 from syncjob_api.api.deps import (
@@ -106,11 +105,7 @@ def run_detail(user: CurrentUser, ctx: Ctx, db: MongoDep,
 def recent_runs(user: CurrentUser, ctx: Ctx, db: MongoDep,
                 limit: Annotated[int, Query(ge=1, le=100)] = 30) -> Envelope[list[dm.RunRow]]:
     """The latest finished runs of every job, newest first, as small rows (the live feed's shape)."""
-    coll = executions.collection(db)
-    # newest first by the timestamp (TTL) index, running ones dropped here: a $in on status would sort in memory
-    docs = coll.find({}, dashboard.RUN_ROW_PROJECTION).sort("timestamp", -1).limit(limit * 3)
-    rows = [dm.RunRow.model_validate(dashboard.run_row(d, ctx.tz_for)) for d in docs
-            if d.get("status") != ExecutionStatus.RUNNING.value][:limit]
+    rows = [dm.RunRow.model_validate(dashboard.run_row(d, ctx.tz_for)) for d in dashboard.recent_finished(db, limit)]
     return Envelope[list[dm.RunRow]](data=rows, message="获取最近执行记录成功")
 
 
