@@ -139,6 +139,7 @@ def test_an_admin_runs_pauses_resumes_and_cancels_from_the_page_with_live_progre
     finished.locator("a").click()
     expect(page.get_by_test_id("run")).to_have_attribute("data-status", "success")
     expect(page.get_by_test_id("attempts")).to_contain_text("file")
+    expect(page.get_by_test_id("run")).to_contain_text("adam")  # who asked, from the trigger's audit entry
     shoot(page, "run")
 
     # pause and resume flip the row, and each appears in the job's history at once

@@ -4,11 +4,11 @@ a job's schedule ahead and duration series, one run's whole record, and the rows
 Reads only (every write stays with the REST endpoints and `syncjob.executions`). Each query is served by an index of
 `syncjob.mongo.SCHEDULER_COLLECTIONS`:
 
-    page summary     {job_id: $in <page>, timestamp >= 7 days ago}  → (job_id, timestamp); also the strips
-    last 20 runs     {job_id: $in <job ids>} sort timestamp desc     → (job_id, timestamp), only for a job with
+    7 days of a job  {job_id, timestamp >= 7 days ago} per page job  → (job_id, timestamp); also its strip
+    last 20 runs     {job_id} sort timestamp desc limit 40           → (job_id, timestamp), only for a job with
                                                                        fewer than 20 runs in those 7 days
     running rows     {status: running}                               → (status, timestamp)
-    recent finished  {status: <each final status>} sort timestamp    → (status, timestamp), merged
+    recent finished  {timestamp >= 1 h / 1 d / 7 d ago} sort timestamp → (timestamp), the TTL index
 
 The job table is filtered and paged from the SyncJob cache first, so a page of 50 costs the same with 1,000
 SyncJobs as with 10, and only the page's jobs touch MongoDB.
@@ -23,6 +23,7 @@ from typing import Any
 from croniter import croniter
 from pymongo.database import Database
 
+from syncjob import mongo
 from syncjob.model import ExecutionStatus
 from syncjob_api.core.timefmt import render, utcnow
 from syncjob_api.services import executions
@@ -101,7 +102,6 @@ def summaries(db: Database[dict[str, Any]], page: list[JobEntry]) -> dict[tuple[
     if not page:
         return out
     coll = executions.collection(db)
-    ids = sorted({i for e in page for i in stored_ids(e.name)})
     namespaces_by_name: dict[str, set[str]] = {}
     for e in page:
         namespaces_by_name.setdefault(e.name, set()).add(e.namespace)
@@ -117,19 +117,19 @@ def summaries(db: Database[dict[str, Any]], page: list[JobEntry]) -> dict[tuple[
             return name, next(iter(spaces))
         return None
 
+    def find(job_id: str, query: dict[str, Any], limit: int = 0) -> list[dict[str, Any]]:
+        # one equality per stored id: SecantusDB walks the (job_id, timestamp) index for it, not for a $in
+        docs = coll.find({"job_id": job_id, **query}, _MARK_PROJECTION).sort("timestamp", -1).limit(limit)
+        return list(docs)
+
     since = utcnow() - dt.timedelta(days=WINDOW_DAYS)
-    recent: dict[tuple[str, str], list[dict[str, Any]]] = {k: [] for k in out}
-    for doc in coll.find({"job_id": {"$in": ids}, "timestamp": {"$gte": since}}, _MARK_PROJECTION):
-        key = owner(doc)
-        if key is not None:
-            out[key]["window"].append((doc.get("status"), doc.get("execution_time")))
-            recent[key].append(doc)
     for e in page:
         key = (e.name, e.namespace)
-        docs = recent[key]
+        recent = [d for i in stored_ids(e.name) for d in find(i, {"timestamp": {"$gte": since}}) if owner(d) == key]
+        out[key]["window"] = [(d.get("status"), d.get("execution_time")) for d in recent]
+        docs = recent
         if len(docs) < STRIP_RUNS:  # a job with fewer than 20 runs in 7 days: its strip reaches further back
-            docs = [d for d in coll.find({"job_id": {"$in": stored_ids(e.name)}}, _MARK_PROJECTION)
-                    .sort("timestamp", -1).limit(STRIP_RUNS * 2) if owner(d) == key]
+            docs = [d for i in stored_ids(e.name) for d in find(i, {}, STRIP_RUNS * 2) if owner(d) == key]
         docs.sort(key=lambda d: _sort_time(d.get("timestamp")), reverse=True)
         out[key]["runs"] = [{"id": str(d["_id"]), "status": d.get("status"),
                              "timestamp": render(d.get("timestamp"), e.tz),
@@ -200,13 +200,28 @@ def run_row(doc: dict[str, Any], tz_for: executions.TzFor) -> dict[str, Any]:
 
 
 def recent_finished(db: Database[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
-    """The newest finished records: one walk of the (status, timestamp) index per final status, merged. (A $in on
-    status, or a sort of the whole collection on timestamp, costs seconds at 200,000 records on SecantusDB.)"""
+    """The newest finished records, from the last hour, else day, else week (the timestamp index's range): a sort
+    of every record on timestamp, or of one status's, costs seconds at 200,000 records on SecantusDB."""
     coll = executions.collection(db)
-    docs = [d for status in ExecutionStatus if status is not ExecutionStatus.RUNNING
-            for d in coll.find({"status": status.value}, RUN_ROW_PROJECTION).sort("timestamp", -1).limit(limit)]
-    docs.sort(key=lambda d: _sort_time(d.get("timestamp")), reverse=True)
+    docs: list[dict[str, Any]] = []
+    for hours in (1, 24, 24 * WINDOW_DAYS, None):
+        query = {} if hours is None else {"timestamp": {"$gte": utcnow() - dt.timedelta(hours=hours)}}
+        found = coll.find(query, RUN_ROW_PROJECTION).sort("timestamp", -1).limit(limit * 4)
+        docs = [d for d in found if d.get("status") != ExecutionStatus.RUNNING.value]
+        if len(docs) >= limit:
+            break
     return docs[:limit]
+
+
+def requester(db: Database[dict[str, Any]], doc: dict[str, Any]) -> str | None:
+    """Who asked for a manual run: the user of the trigger audit entry that named it (index job_id, timestamp)."""
+    if not doc.get("is_manual"):
+        return None
+    entry = db[mongo.HISTORY].find_one(
+        {"job_id": {"$in": stored_ids(normalise(str(doc["job_id"])))}, "action": "trigger",
+         "details.run_id": str(doc["_id"])}, {"user": 1}, sort=[("timestamp", -1)])
+    user = (entry or {}).get("user")
+    return user if isinstance(user, str) else None
 
 
 def run_detail(doc: dict[str, Any], tz_for: executions.TzFor) -> dict[str, Any]:

@@ -96,6 +96,8 @@ def run_detail(user: CurrentUser, ctx: Ctx, db: MongoDep,
     """Every field of the record: status and reason, trigger, who asked, attempts with their source attempts and
     errors, counts, warnings, error message and traceback."""
     doc = executions.find(db, execution_id)
+    if not doc.get("requested_by") and isinstance(doc.get("job_id"), str):
+        doc["requested_by"] = dashboard.requester(db, doc)
     return Envelope[dm.RunDetail](data=dm.RunDetail.model_validate(dashboard.run_detail(doc, ctx.tz_for)),
                                   message=f"获取执行记录 {execution_id} 成功")
 
