@@ -118,6 +118,19 @@ def prepare(cluster: LocalCluster, server: MongoServer, jobs: int, executions: i
     return mongo_client, db
 
 
+def api_settings(workdir: Path, cluster: LocalCluster, server: MongoServer, token: str, role: str,
+                 mongo_timeout_ms: int = 10000) -> Settings:
+    """The API's settings for a benchmark: static token mode with one token, the bench namespace, a free port."""
+    tokens = workdir / "tokens.yaml"
+    tokens.write_text(yaml.safe_dump([{"token": token, "user": "bench", "role": role}]))
+    return Settings(
+        mongo_uri=f"mongodb://127.0.0.1:{server.port}/tradingagents?directConnection=true",
+        auth_mode="static", auth_tokens_file=tokens, watch_namespace=NAMESPACE, operator_namespace=NAMESPACE,
+        kubeconfig=str(cluster.kubeconfig), api_port=free_port(), mongo_timeout_ms=mongo_timeout_ms,
+        cache_sync_timeout_seconds=60,
+    )
+
+
 class ApiServer:
     def __init__(self, settings: Settings) -> None:
         self.server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.api_port,
@@ -169,14 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         mongo_client, db = prepare(cluster, server, args.jobs, args.executions, args.execution_jobs)
 
-        tokens = workdir / "tokens.yaml"
-        tokens.write_text(yaml.safe_dump([{"token": TOKEN, "user": "bench", "role": "viewer"}]))
-        settings = Settings(
-            mongo_uri=f"mongodb://127.0.0.1:{server.port}/tradingagents?directConnection=true",
-            auth_mode="static", auth_tokens_file=tokens, watch_namespace=NAMESPACE, operator_namespace=NAMESPACE,
-            kubeconfig=str(cluster.kubeconfig), api_port=free_port(), mongo_timeout_ms=10000,
-            cache_sync_timeout_seconds=60,
-        )
+        settings = api_settings(workdir, cluster, server, TOKEN, "viewer")
         base = f"http://127.0.0.1:{settings.api_port}/api/scheduler"
         with ApiServer(settings), httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"},
                                                timeout=120) as http:

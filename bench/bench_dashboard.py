@@ -27,16 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 from playwright.sync_api import sync_playwright
-from syncjob_api.core.config import Settings
 
-from bench.bench_api import NAMESPACE, ApiServer, pct, prepare
+from bench.bench_api import NAMESPACE, ApiServer, api_settings, pct, prepare
 from syncjob import mongo
 from syncjob.executions import Writer, identity, open_run
 from testbed.cluster import LocalCluster
 from testbed.mongo import MongoServer
-from testbed.procs import free_port, wait_until
+from testbed.procs import wait_until
 from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS
 
 ADMIN = "bench-admin-" + "1" * 20
@@ -72,14 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         running = [d["_id"] for d in db[mongo.EXECUTIONS].find({"status": "running"}, {"_id": 1}).skip(20)]
         db[mongo.EXECUTIONS].update_many({"_id": {"$in": running}}, {"$set": {"status": "failed"}})
 
-        tokens = workdir / "tokens.yaml"
-        tokens.write_text(yaml.safe_dump([{"token": ADMIN, "user": "bench", "role": "admin"}]))
-        settings = Settings(
-            mongo_uri=f"mongodb://127.0.0.1:{server.port}/tradingagents?directConnection=true",
-            auth_mode="static", auth_tokens_file=tokens, watch_namespace=NAMESPACE, operator_namespace=NAMESPACE,
-            kubeconfig=str(cluster.kubeconfig), api_port=free_port(), mongo_timeout_ms=20000,
-            cache_sync_timeout_seconds=60,
-        )
+        settings = api_settings(workdir, cluster, server, ADMIN, "admin", mongo_timeout_ms=20000)
         root = f"http://127.0.0.1:{settings.api_port}"
         headers = {"Authorization": f"Bearer {ADMIN}"}
         with ApiServer(settings), httpx.Client(base_url=f"{root}/api/scheduler", headers=headers,
