@@ -140,6 +140,7 @@ def test_an_admin_runs_pauses_resumes_and_cancels_from_the_page_with_live_progre
     expect(page.get_by_test_id("run")).to_have_attribute("data-status", "success")
     expect(page.get_by_test_id("attempts")).to_contain_text("file")
     expect(page.get_by_test_id("run")).to_contain_text("adam")  # who asked, from the trigger's audit entry
+    expect(page.get_by_test_id("task-report")).to_contain_text("last_trading_day")  # the daily task's report
     shoot(page, "run")
 
     # pause and resume flip the row, and each appears in the job's history at once
@@ -181,7 +182,7 @@ def test_an_admin_runs_pauses_resumes_and_cancels_from_the_page_with_live_progre
     answer = web.post(f"/executions/{run_id}/cancel", ADMIN)
     assert answer.status_code == 409
     page.locator("button[data-action=delete]").click()  # confirmed; the record is gone
-    expect(page.get_by_test_id("answer")).to_have_attribute("data-status", "200")
+    expect(page.get_by_test_id("answer")).to_contain_text("执行记录已删除")  # the API's message, verbatim
     assert mongo_db[mongo.EXECUTIONS].find_one({"_id": run_id}) is None
 
     # edit the display name; the history shows every action at once

@@ -88,9 +88,13 @@ export function RunsNow({ feed, admin }) {
   )
 }
 
-function gapReport(rv) {
+// what a task reports beyond the counts (the daily task: symbols already up to date, end date, last trading day;
+// a task that checks coverage: its gaps), shown as it was written
+const COUNT_KEYS = new Set(['inserted', 'updated', 'unchanged', 'errors', 'rows', 'by_source', 'total_items',
+  'processed_items', 'failed_items', 'item_errors', 'attempts_not_recorded'])
+function taskReport(rv) {
   if (!rv || typeof rv !== 'object') return null
-  const keys = Object.keys(rv).filter((k) => /gap/i.test(k))
+  const keys = Object.keys(rv).filter((k) => !COUNT_KEYS.has(k))
   return keys.length ? Object.fromEntries(keys.map((k) => [k, rv[k]])) : null
 }
 
@@ -109,7 +113,8 @@ export function Run({ id, admin, feed }) {
   if (!run) return <p>{t('loading')}</p>
   const r = live ? { ...run, ...live } : run
   const rv = r.return_value || {}
-  const gaps = gapReport(rv)
+  const report = taskReport(rv)
+  const gaps = report && Object.keys(report).some((k) => /gap|missing/i.test(k))
   return (
     <section data-testid="run" data-status={r.status}>
       <p><a href={`#/jobs/${r.namespace}/${r.job_id}`}>← {r.job_id}</a></p>
@@ -131,7 +136,8 @@ export function Run({ id, admin, feed }) {
           <h2>{t('counts')}</h2>
           <Kv rows={[[t('inserted'), rv.inserted], [t('updated'), rv.updated], [t('unchanged'), rv.unchanged],
                      [t('failedItems'), rv.failed_items ?? rv.errors]]} />
-          {gaps && <><h2>{t('gapReport')}</h2><pre class="small">{JSON.stringify(gaps, null, 2)}</pre></>}
+          {report && <><h2>{gaps ? t('gapReport') : t('taskReport')}</h2>
+            <pre class="small wrap" data-testid="task-report">{JSON.stringify(report, null, 2)}</pre></>}
         </div>
       </div>
       {r.error_message && <><h2>{t('error')}</h2><p class="error verbatim">{r.error_message}</p></>}
