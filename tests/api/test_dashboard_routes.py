@@ -114,3 +114,12 @@ def test_a_run_detail_has_the_whole_record(api: Api) -> None:
     assert api.get("/dashboard/runs/missing.run").status_code == 404
     sched = api.get("/dashboard/jobs/detailed/schedule").json()["data"]
     assert len(sched["next_runs"]) == 10 and sched["durations"][0]["status"] == "failed"
+
+
+def test_in_kubernetes_mode_the_role_comes_from_rbac_and_the_ticket_from_the_token(kube_api: Api) -> None:
+    assert kube_api.get("/dashboard/me", who="viewer").json()["data"]["role"] == "viewer"  # alice: get
+    assert kube_api.get("/dashboard/me", who="admin").json()["data"]["role"] == "admin"  # bob: patch
+    assert kube_api.get("/dashboard/me", who="nobody").status_code == 403
+    assert kube_api.post("/stream/ticket", who="nobody").status_code == 403
+    ticket = kube_api.post("/stream/ticket", who="viewer").json()["data"]
+    assert ticket["user"] == "alice" and stream.check_ticket(ticket["ticket"]) == "alice"
