@@ -2,7 +2,7 @@
 import cronstrue from 'cronstrue'
 import 'cronstrue/locales/zh_CN'
 import { useCallback, useEffect, useState } from 'preact/hooks'
-import { get } from './api.js'
+import { get, getOnce } from './api.js'
 import { getLang, t } from './i18n.js'
 import { abs, rel, secs } from './time.js'
 import { Kv, Status, Strip, act, usePoll, useTick } from './ui.jsx'
@@ -70,14 +70,17 @@ function Select({ label, value, options, onChange, name }) {
   )
 }
 
+export const NO_FILTERS = { namespace: '', task: '', source: '', status: '', q: '' }
+export const FIRST_PAGE = { ...NO_FILTERS, limit: PAGE, offset: 0 }
+
 export function Jobs({ admin }) {
-  const [filters, setFilters] = useState({ namespace: '', task: '', source: '', status: '', q: '' })
+  const [filters, setFilters] = useState(NO_FILTERS)
   const [offset, setOffset] = useState(0)
   const [page, setPage] = useState(null)
   const [error, setError] = useState(null)
   const now = useTick(1000)
   const load = useCallback(async () => {
-    const res = await get('/dashboard/jobs', { ...filters, limit: PAGE, offset })
+    const res = await getOnce('/dashboard/jobs', { ...filters, limit: PAGE, offset })
     if (res.ok) { setPage(res.data); setError(null) } else setError(res.message)
   }, [filters, offset])
   usePoll(load, 10000, [load])

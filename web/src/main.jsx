@@ -2,9 +2,9 @@
 //   #/jobs  #/jobs/<namespace>/<name>  #/runs  #/runs/<run id>  #/health
 import { render } from 'preact'
 import { useCallback, useEffect, useState } from 'preact/hooks'
-import { call, get, onReachable, onUnauthorized, session } from './api.js'
+import { call, get, onReachable, onUnauthorized, prefetch, session } from './api.js'
 import { getLang, setLang, t } from './i18n.js'
-import { Job, Jobs } from './jobs.jsx'
+import { FIRST_PAGE, Job, Jobs } from './jobs.jsx'
 import { Run, RunsNow } from './runs.jsx'
 import { useRunFeed } from './stream.js'
 import { ZONE, abs } from './time.js'
@@ -123,4 +123,6 @@ function App() {
   )
 }
 
+// signed in already and opening the job table: its first page is fetched alongside the sign-in check
+if (session.token && ['', '#', '#/', '#/jobs'].includes(location.hash)) prefetch('/dashboard/jobs', FIRST_PAGE)
 render(<App />, document.getElementById('app'))
