@@ -8,6 +8,8 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 IMG_REGISTRY ?= ghcr.io/tradingagents
 IMG_TAG ?= 0.1.0
+DASHBOARD_DIST := api/syncjob_api/web/static/dist
+CHROMIUM ?= /usr/bin/chromium
 
 ##@ General
 
@@ -30,6 +32,22 @@ venv: $(VENV)/.installed ## Create .venv with the project and its pinned test an
 binaries: venv ## Build (or find) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok.
 	$(PY) -m testbed.binaries
 
+web/node_modules/.package-lock.json: web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { echo "make web needs Node.js >= 20.19 and npm (apt-get install nodejs npm on Debian 13)"; exit 1; }
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(DASHBOARD_DIST)/index.html: web/node_modules/.package-lock.json web/index.html web/vite.config.js $(wildcard web/src/*)
+	cd web && npm run build --silent
+
+.PHONY: web
+web: $(DASHBOARD_DIST)/index.html ## Build the dashboard (web/, Vite) into the API package, served at /dashboard/.
+
+.PHONY: browser
+browser: ## Install Debian's chromium (and a CJK font for the screenshots) for the browser tests when missing.
+	@test -x $(CHROMIUM) && fc-list :lang=zh | grep -q . || { apt-get update -qq \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei; }
+
 ##@ Development
 
 .PHONY: crds
@@ -49,21 +67,25 @@ lint: venv ## ruff, mypy --strict on the packages, import-linter layers.
 ##@ Test
 
 .PHONY: test
-test: venv binaries ## Run every test: unit, integration on a local control plane and SecantusDB, the images on a real node.
+test: venv binaries web browser ## Run every test: unit, integration on a local control plane and SecantusDB, the images on a real node, the dashboard in a browser.
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
 test-unit: venv ## Run only the unit tests (no cluster, no database).
 	$(PY) -m pytest -m 'not integration' $(PYTEST_ARGS)
 
+.PHONY: screenshots
+screenshots: venv binaries web browser ## Regenerate docs/screenshots/*.png from the browser test against the test bed.
+	SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/dashboard -p no:cacheprovider $(PYTEST_ARGS)
+
 .PHONY: bench
-bench: venv binaries ## Run the benchmarks in bench/ (minutes; figures against floors measured in the same run).
+bench: venv binaries web browser ## Run the benchmarks in bench/ (minutes; figures against floors measured in the same run).
 	$(PY) -m bench
 
 ##@ Run
 
 .PHONY: demo
-demo: venv binaries ## Start a local demo: control plane, SecantusDB, operator, API, samples; Ctrl-C stops all.
+demo: venv binaries web ## Start a local demo: control plane, SecantusDB, operator, API, samples; Ctrl-C stops all.
 	$(PY) -m testbed.demo
 
 .PHONY: cluster

@@ -96,6 +96,41 @@ def insert_executions(db: Any, count: int, jobs: int) -> None:
         coll.insert_many(batch, ordered=False)
 
 
+def prepare(cluster: LocalCluster, server: MongoServer, jobs: int, executions: int,
+            execution_jobs: int) -> tuple[Any, Any]:
+    """Start the cluster and SecantusDB, create the SyncJobs and insert the records: (Mongo client, database)."""
+    print("Starting the local cluster and SecantusDB ...")
+    cluster.start()
+    server.start()
+    cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{names.CRD_NAME}")
+    cluster.kubectl("create", "namespace", NAMESPACE)
+    k8s = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    started = time.monotonic()
+    create_syncjobs(k8s, jobs)
+    print(f"Created {jobs} SyncJobs in {time.monotonic() - started:.1f}s")
+    mongo_client = server.client(tz_aware=True)
+    db = mongo_client["tradingagents"]
+    mongo.ensure_indexes(db, mongo.SCHEDULER_COLLECTIONS)
+    started = time.monotonic()
+    insert_executions(db, executions, execution_jobs)
+    print(f"Inserted {executions} execution records in {time.monotonic() - started:.1f}s", flush=True)
+    return mongo_client, db
+
+
+def api_settings(workdir: Path, cluster: LocalCluster, server: MongoServer, token: str, role: str,
+                 mongo_timeout_ms: int = 10000) -> Settings:
+    """The API's settings for a benchmark: static token mode with one token, the bench namespace, a free port."""
+    tokens = workdir / "tokens.yaml"
+    tokens.write_text(yaml.safe_dump([{"token": token, "user": "bench", "role": role}]))
+    return Settings(
+        mongo_uri=f"mongodb://127.0.0.1:{server.port}/tradingagents?directConnection=true",
+        auth_mode="static", auth_tokens_file=tokens, watch_namespace=NAMESPACE, operator_namespace=NAMESPACE,
+        kubeconfig=str(cluster.kubeconfig), api_port=free_port(), mongo_timeout_ms=mongo_timeout_ms,
+        cache_sync_timeout_seconds=60,
+    )
+
+
 class ApiServer:
     def __init__(self, settings: Settings) -> None:
         self.server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.api_port,
@@ -145,31 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     server = MongoServer()
     failures: list[str] = []
     try:
-        print("Starting the local cluster and SecantusDB ...")
-        cluster.start()
-        server.start()
-        cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{names.CRD_NAME}")
-        cluster.kubectl("create", "namespace", NAMESPACE)
-        k8s = config.new_client_from_config(config_file=str(cluster.kubeconfig))
-        started = time.monotonic()
-        create_syncjobs(k8s, args.jobs)
-        print(f"Created {args.jobs} SyncJobs in {time.monotonic() - started:.1f}s")
-        mongo_client = server.client(tz_aware=True)
-        db = mongo_client["tradingagents"]
-        mongo.ensure_indexes(db, mongo.SCHEDULER_COLLECTIONS)
-        started = time.monotonic()
-        insert_executions(db, args.executions, args.execution_jobs)
-        print(f"Inserted {args.executions} execution records in {time.monotonic() - started:.1f}s")
+        mongo_client, db = prepare(cluster, server, args.jobs, args.executions, args.execution_jobs)
 
-        tokens = workdir / "tokens.yaml"
-        tokens.write_text(yaml.safe_dump([{"token": TOKEN, "user": "bench", "role": "viewer"}]))
-        settings = Settings(
-            mongo_uri=f"mongodb://127.0.0.1:{server.port}/tradingagents?directConnection=true",
-            auth_mode="static", auth_tokens_file=tokens, watch_namespace=NAMESPACE, operator_namespace=NAMESPACE,
-            kubeconfig=str(cluster.kubeconfig), api_port=free_port(), mongo_timeout_ms=10000,
-            cache_sync_timeout_seconds=60,
-        )
+        settings = api_settings(workdir, cluster, server, TOKEN, "viewer")
         base = f"http://127.0.0.1:{settings.api_port}/api/scheduler"
         with ApiServer(settings), httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"},
                                                timeout=120) as http:

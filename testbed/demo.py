@@ -107,7 +107,8 @@ class Demo:
         self.mongo: MongoServer | None = None
         self.operator: Process | None = None
         self.api: Process | None = None
-        self.api_url = ""
+        self.api_port = free_port()  # chosen first, so the dashboard's URL is the demo's first line
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.liveness_url = ""
         self.admin_token = "demo-admin-" + os.urandom(16).hex()
         self.viewer_token = "demo-viewer-" + os.urandom(16).hex()
@@ -259,8 +260,7 @@ class Demo:
                 {"token": self.viewer_token, "user": "demo-viewer", "role": "viewer"},
             ]))
             tokens.chmod(0o600)
-            port = free_port()
-            self.api_url = f"http://127.0.0.1:{port}"
+            port = self.api_port
             env = {
                 **os.environ, "KUBECONFIG": str(self.service_account_kubeconfig(API_SA)),
                 "MONGO_URI": self.mongo_uri, "AUTH_MODE": "static", "AUTH_TOKENS_FILE": str(tokens),
@@ -401,6 +401,8 @@ class Demo:
         self.wait()
 
     def run(self) -> dict[str, Any]:
+        say(f"Dashboard: {self.dashboard_url}  (up in about a minute; sign in with the admin or viewer token "
+            "printed below)")
         self.prepare_home()
         self.start_cluster(with_mongo=True)
         self.install()
@@ -418,9 +420,14 @@ class Demo:
             raise DemoError(f"run {run_id} succeeded but no daily bars landed in {DATABASE}.stock_daily_quotes")
         return record
 
+    @property
+    def dashboard_url(self) -> str:
+        return f"{self.api_url}/dashboard/"
+
     def report(self, record: dict[str, Any], count: int) -> None:
         assert self.cluster is not None
         say()
+        say(f"Dashboard    {self.dashboard_url}  (sign in with the admin or the viewer token)")
         say(f"Run record (GET {self.api_url}/api/scheduler/jobs/{DEMO_JOB}/executions):")
         say(json.dumps(record, indent=2, ensure_ascii=False, sort_keys=True))
         say(f"Landed: {count} daily bars from the file source in {DATABASE}.{mongo.STOCK_DAILY_QUOTES}")

@@ -77,7 +77,8 @@ class Image:
 COMMON = ("pyproject.toml", "constraints.txt", "README.md", "syncjob")
 IMAGES = {
     "syncjob-operator": Image("syncjob-operator", "operator/Dockerfile", (*COMMON, "operator")),
-    "syncjob-api": Image("syncjob-api", "api/Dockerfile", (*COMMON, "api")),
+    "syncjob-api": Image("syncjob-api", "api/Dockerfile", (*COMMON, "api", "web/package.json", "web/package-lock.json",
+                                                         "web/index.html", "web/vite.config.js", "web/src")),
     "syncjob-sync": Image("syncjob-sync", "sync_image/Dockerfile", (*COMMON, "sync_image")),
     # The test bed's MongoDB-protocol server; not shipped, built the same way.
     "syncjob-secantusdb": Image("syncjob-secantusdb", "testbed/secantusdb/Dockerfile",

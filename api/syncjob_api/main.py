@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from syncjob import cli
 from syncjob_api.api.main import api_router
+from syncjob_api.api.routes import dashboard
 from syncjob_api.context import AppContext
 from syncjob_api.core import errors
 from syncjob_api.core.config import Settings
@@ -55,6 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "executions", "description": "Run records in scheduler_executions."},
             {"name": "history", "description": "The audit trail in scheduler_history."},
             {"name": "system", "description": "Statistics and health."},
+            {"name": "stream", "description": "Live run progress as Server-Sent Events (a ticket opens a stream)."},
+            {"name": "dashboard", "description": "The web dashboard's reads (its page is served at /dashboard/)."},
         ],
     )
     app.state.ctx = ctx
@@ -63,6 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        templates=lambda: [*app.openapi()["paths"], "/metrics", "/healthz", "/readyz", "/docs",
                                           "/openapi.json"])
     app.include_router(api_router)
+    app.include_router(dashboard.pages)
+    dashboard.mount_assets(app)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
