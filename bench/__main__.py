@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ["bench.bench_sync", "bench.bench_fetch", "bench.bench_api", "bench.bench_operator", "bench.bench_dashboard"]
+BENCHMARKS = ["bench.bench_sync", "bench.bench_fetch", "bench.bench_api", "bench.bench_operator",
+              "bench.bench_dashboard"]
 
 
 def main() -> None:
