@@ -163,7 +163,7 @@ def upcoming(entry: JobEntry, count: int = 10) -> list[str]:
         return []
 
 
-def durations(db: Database[dict[str, Any]], entry: JobEntry, namespace_filter: str | None,
+def durations(db: Database[dict[str, Any]], entry: JobEntry, namespace_filter: dict[str, Any] | None,
               limit: int = 100) -> list[dict[str, Any]]:
     """The job's last `limit` finished runs, oldest first: the duration chart's bars."""
     query = executions.build_query(stored_ids(entry.name), namespace_filter, None, None)
@@ -199,13 +199,16 @@ def run_row(doc: dict[str, Any], tz_for: executions.TzFor) -> dict[str, Any]:
     return row
 
 
-def recent_finished(db: Database[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+def recent_finished(db: Database[dict[str, Any]], limit: int,
+                    scope: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The newest finished records, from the last hour, else day, else week (the timestamp index's range): a sort
     of every record on timestamp, or of one status's, costs seconds at 200,000 records on SecantusDB."""
     coll = executions.collection(db)
     docs: list[dict[str, Any]] = []
     for hours in (1, 24, 24 * WINDOW_DAYS, None):
-        query = {} if hours is None else {"timestamp": {"$gte": utcnow() - dt.timedelta(hours=hours)}}
+        query = dict(scope or {})  # the namespaces the caller may read
+        if hours is not None:
+            query["timestamp"] = {"$gte": utcnow() - dt.timedelta(hours=hours)}
         found = coll.find(query, RUN_ROW_PROJECTION).sort("timestamp", -1).limit(limit * 4)
         docs = [d for d in found if d.get("status") != ExecutionStatus.RUNNING.value]
         if len(docs) >= limit:

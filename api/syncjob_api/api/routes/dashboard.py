@@ -27,9 +27,8 @@ from syncjob_api.api.deps import (
     JobDep,
     MongoDep,
     Offset,
-    _identity,
 )
-from syncjob_api.core.security import Role, Verb
+from syncjob_api.core.security import Role
 from syncjob_api.models import Envelope
 from syncjob_api.services import dashboard, executions
 
@@ -40,11 +39,10 @@ router = APIRouter(prefix="/dashboard", tags=["dashboard"])
 
 @router.get("/me", response_model=Envelope[dm.Me], responses=responses.READ, summary="Who the signed-in user is")
 def me(user: CurrentUser, ctx: Ctx, credentials: Credentials) -> Envelope[dm.Me]:
-    """The caller's name and role: `admin` when it may patch SyncJobs in the watched namespace, else `viewer`.
-    The page shows action controls to admins only; the API refuses a viewer's mutation either way (403)."""
-    identity = _identity(ctx, credentials)
-    admin = ctx.auth.allowed(identity, Verb.PATCH, ctx.settings.watch_namespace or None)
-    role = Role.ADMIN if admin else Role.VIEWER
+    """The caller's name and role: `admin` when it may patch SyncJobs in some namespace it sees, else `viewer`.
+    The page shows action controls to admins only; the API refuses a mutation outside the caller's rights either way
+    (403, checked in the target's namespace)."""
+    role = Role.ADMIN if user.may_patch_somewhere() else Role.VIEWER
     data = dm.Me(user=user.user, role=role.value, auth_mode=ctx.settings.auth_mode.value,
                  time_zone=ctx.settings.default_time_zone)
     return Envelope[dm.Me](data=data, message=f"已登录: {user.user} ({role.value})")
@@ -65,14 +63,14 @@ def job_table(
 ) -> Envelope[dm.JobTable]:
     """SyncJobs filtered and paged from the cache (by namespace, task, source, last status, name), each with its
     success rate and median successful duration over the last 7 days and its last 20 runs."""
-    entries = dashboard.refresh(ctx.entries())
-    meta = ctx.metadata.all()
+    entries = user.scope.entries(dashboard.refresh(ctx.entries()))  # only the namespaces the caller may list
+    meta = {(e.namespace, e.name): ctx.metadata.for_job(e.namespace, e.name) for e in entries}
     chosen = [e for e in entries
-              if dashboard.matches(e, meta.get(e.name), namespace, task, source, status, q or None)]
+              if dashboard.matches(e, meta[(e.namespace, e.name)], namespace, task, source, status, q or None)]
     chosen.sort(key=lambda e: (e.namespace, e.name))
     page = chosen[offset:offset + limit]
     sums = dashboard.summaries(db, page)
-    rows = [dashboard.job_row(e, meta.get(e.name), sums[(e.name, e.namespace)]) for e in page]
+    rows = [dashboard.job_row(e, meta[(e.namespace, e.name)], sums[(e.name, e.namespace)]) for e in page]
     data = dm.JobTable.model_validate({"items": rows, "total": len(chosen), "all": len(entries), "limit": limit,
                                        "offset": offset, "facets": dashboard.facets(entries)})
     return Envelope[dm.JobTable](data=data, message=f"获取到 {len(rows)} / {len(chosen)} 个定时任务")
@@ -82,10 +80,9 @@ def job_table(
             summary="A job's next runs and durations")
 def job_schedule(user: CurrentUser, ctx: Ctx, db: MongoDep, job: JobDep) -> Envelope[dm.JobSchedule]:
     """The next 10 scheduled times (job's time zone) and the durations of its last 100 finished runs."""
-    shared = len(ctx.cache.lookup(job.name)) > 1
     data = dm.JobSchedule.model_validate({
         "next_runs": dashboard.upcoming(job), "time_zone": job.job.spec.time_zone,
-        "durations": dashboard.durations(db, job, job.namespace if shared else None)})
+        "durations": dashboard.durations(db, job, {"namespace": job.namespace})})
     return Envelope[dm.JobSchedule](data=data, message=f"获取任务 {job.name} 调度成功")
 
 
@@ -96,6 +93,8 @@ def run_detail(user: CurrentUser, ctx: Ctx, db: MongoDep,
     """Every field of the record: status and reason, trigger, who asked, attempts with their source attempts and
     errors, counts, warnings, error message and traceback."""
     doc = executions.find(db, execution_id)
+    if not user.scope.sees(doc.get("namespace") if isinstance(doc.get("namespace"), str) else None):
+        raise HTTPException(404, f"Execution {execution_id} not found")  # not in a namespace the caller may list
     if not doc.get("requested_by") and isinstance(doc.get("job_id"), str):
         doc["requested_by"] = dashboard.requester(db, doc)
     return Envelope[dm.RunDetail](data=dm.RunDetail.model_validate(dashboard.run_detail(doc, ctx.tz_for)),
@@ -107,7 +106,8 @@ def run_detail(user: CurrentUser, ctx: Ctx, db: MongoDep,
 def recent_runs(user: CurrentUser, ctx: Ctx, db: MongoDep,
                 limit: Annotated[int, Query(ge=1, le=100)] = 30) -> Envelope[list[dm.RunRow]]:
     """The latest finished runs of every job, newest first, as small rows (the live feed's shape)."""
-    rows = [dm.RunRow.model_validate(dashboard.run_row(d, ctx.tz_for)) for d in dashboard.recent_finished(db, limit)]
+    rows = [dm.RunRow.model_validate(dashboard.run_row(d, ctx.tz_for))
+            for d in dashboard.recent_finished(db, limit, user.scope.query())]
     return Envelope[list[dm.RunRow]](data=rows, message="获取最近执行记录成功")
 
 

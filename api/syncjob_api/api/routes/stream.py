@@ -42,6 +42,7 @@ from syncjob_api.core.timefmt import now_iso
 from syncjob_api.dashboard_models import StreamTicket
 from syncjob_api.models import Envelope
 from syncjob_api.services import dashboard, executions
+from syncjob_api.services.access import Scope
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/stream", tags=["stream"])
@@ -57,15 +58,25 @@ def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def issue_ticket(user: str, now: float | None = None) -> tuple[str, float]:
+def issue_ticket(user: str, now: float | None = None, scope: Scope | None = None) -> tuple[str, float]:
+    """A ticket naming the user and the namespaces it may read (signed, so the stream can trust them)."""
     expires = (now or time.time()) + TICKET_SECONDS
-    body = _b64(json.dumps({"u": user, "exp": round(expires, 3)}, separators=(",", ":")).encode())
+    scope = scope or Scope(None, legacy=True)
+    claims = {"u": user, "exp": round(expires, 3), "lg": scope.legacy,
+              "ns": None if scope.namespaces is None else sorted(scope.namespaces)}
+    body = _b64(json.dumps(claims, separators=(",", ":")).encode())
     sig = _b64(hmac.new(_SECRET, body.encode(), hashlib.sha256).digest())
     return f"{body}.{sig}", expires
 
 
 def check_ticket(ticket: str, now: float | None = None) -> str | None:
     """The user a ticket was issued to, or None when it is forged, malformed or expired."""
+    found = ticket_claims(ticket, now)
+    return None if found is None else found[0]
+
+
+def ticket_claims(ticket: str, now: float | None = None) -> tuple[str, Scope] | None:
+    """(user, scope) of a valid ticket; None when it is forged, malformed or expired."""
     body, _, sig = ticket.partition(".")
     want = _b64(hmac.new(_SECRET, body.encode(), hashlib.sha256).digest())
     if not sig or not hmac.compare_digest(sig, want):
@@ -77,7 +88,8 @@ def check_ticket(ticket: str, now: float | None = None) -> str | None:
     user = claims.get("u") if isinstance(claims, dict) else None
     if not isinstance(user, str) or float(claims.get("exp", 0)) < (now or time.time()):
         return None
-    return user
+    spaces = claims.get("ns")
+    return user, Scope(None if spaces is None else frozenset(str(n) for n in spaces), legacy=bool(claims.get("lg")))
 
 
 @router.post("/ticket", response_model=Envelope[StreamTicket], responses=responses.READ,
@@ -85,7 +97,7 @@ def check_ticket(ticket: str, now: float | None = None) -> str | None:
 def stream_ticket(user: CurrentUser) -> Envelope[StreamTicket]:
     """A signed ticket, valid for 30 seconds, that opens one `GET /stream/runs` for this user (EventSource cannot
     send the Authorization header, and a bearer token does not belong in a URL)."""
-    ticket, _expires = issue_ticket(user.user)
+    ticket, _expires = issue_ticket(user.user, scope=user.scope)
     return Envelope[StreamTicket](data=StreamTicket(ticket=ticket, expires_in=TICKET_SECONDS, user=user.user),
                                   message="stream ticket issued")
 
@@ -165,13 +177,17 @@ def _event(name: str, data: Any) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
 
 
-async def _events(request: Request, feed: RunFeed) -> AsyncIterator[bytes]:
+def _visible(rows: dict[str, dict[str, Any]], scope: Scope) -> dict[str, dict[str, Any]]:
+    return {rid: row for rid, row in rows.items() if scope.sees(row.get("namespace"))}
+
+
+async def _events(request: Request, feed: RunFeed, scope: Scope) -> AsyncIterator[bytes]:
     feed.subscribe()
     try:
         yield b"retry: 3000\n\n"
         # the first snapshot is read here, so a new stream does not wait for the poller's next round
         await asyncio.to_thread(feed.poll)
-        sent = dict(feed.rows)
+        sent = _visible(feed.rows, scope)
         yield _event("snapshot", {"runs": list(sent.values()), "server_time": now_iso()})
         started = last_beat = time.monotonic()
         seen = feed.version
@@ -181,7 +197,7 @@ async def _events(request: Request, feed: RunFeed) -> AsyncIterator[bytes]:
                 return
             if feed.version != seen:
                 seen = feed.version
-                rows = dict(feed.rows)
+                rows = _visible(feed.rows, scope)
                 for rid, row in rows.items():
                     if sent.get(rid) != row:
                         yield _event("run", {"run": row, "server_time": now_iso()})
@@ -217,10 +233,12 @@ async def stream_runs(
     """Every running run's progress (processed/total, current item, message, source, heartbeat) as it is written,
     within a second; then each run's verdict when it ends. Needs a ticket or a bearer token of any reader."""
     if ticket is not None:
-        if check_ticket(ticket) is None:
+        claims = ticket_claims(ticket)
+        if claims is None:
             raise HTTPException(401, "Invalid or expired stream ticket: POST /api/scheduler/stream/ticket for a new "
                                      "one", headers={"WWW-Authenticate": "Bearer"})
+        scope = claims[1]
     else:
-        await asyncio.to_thread(require_viewer, request, ctx, credentials)
-    return StreamingResponse(_events(request, feed_of(request, ctx)), media_type="text/event-stream",
+        scope = (await asyncio.to_thread(require_viewer, request, ctx, credentials)).scope
+    return StreamingResponse(_events(request, feed_of(request, ctx), scope), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
