@@ -26,6 +26,9 @@ CANCEL_AT = f"{GROUP}/cancel-at"
 CANCEL_RUNS = f"{GROUP}/cancel-runs"
 # Who asked, written by the API next to a token so the audit trail names the user (kubectl users leave it unset).
 REQUESTED_BY = f"{GROUP}/requested-by"
+# The same for a cancel-at token: a cancel of its own, so that a cancel never renames who asked for a pending run.
+CANCEL_REQUESTED_BY = f"{GROUP}/cancel-requested-by"
+REQUESTER_OF = {REQUESTED_AT: REQUESTED_BY, CANCEL_AT: CANCEL_REQUESTED_BY}
 
 # Labels the operator puts on the CronJob, the Jobs and their pods.
 LABEL_SYNCJOB = f"{GROUP}/syncjob"

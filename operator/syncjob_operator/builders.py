@@ -290,8 +290,9 @@ def annotation_owners(metadata: dict[str, Any]) -> dict[str, str]:
 def requester(annotations: dict[str, str], owners: dict[str, str], token_key: str) -> tuple[str, bool]:
     """Who asked for a token's action, and whether it came through the API (which audits its own requests)."""
     owner = owners.get(token_key)
-    if owner == names.FIELD_MANAGER_API and owners.get(names.REQUESTED_BY) == names.FIELD_MANAGER_API:
-        return annotations.get(names.REQUESTED_BY) or names.FIELD_MANAGER_API, True
+    by = names.REQUESTER_OF.get(token_key, names.REQUESTED_BY)
+    if owner == names.FIELD_MANAGER_API and owners.get(by) == names.FIELD_MANAGER_API:
+        return annotations.get(by) or names.FIELD_MANAGER_API, True
     return owner or "kubectl", False
 
 

@@ -395,7 +395,7 @@ def _replaced(job: dict[str, Any], others: list[dict[str, Any]], policy: str | N
     if policy != ConcurrencyPolicy.REPLACE.value or (meta.get("labels") or {}).get(names.LABEL_TRIGGER) != "schedule":
         return False
     created = str(meta.get("creationTimestamp") or "")
-    return any(str(o["metadata"].get("creationTimestamp") or "") >= created for o in others)
+    return any(str(o["metadata"].get("creationTimestamp") or "") > created for o in others)
 
 
 def _replace_older(parent: dict[str, Any], job: dict[str, Any], others: list[dict[str, Any]]) -> None:

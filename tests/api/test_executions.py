@@ -134,7 +134,8 @@ def test_cancel_flags_the_record_and_scopes_a_cancel_token_to_the_run(api: Api) 
     annotations = api.syncjob("alpha")["metadata"]["annotations"]
     assert annotations[names.CANCEL_AT] == token
     assert annotations[names.CANCEL_RUNS] == f"{token}={run_id}"
-    assert annotations[names.REQUESTED_BY] == "adam"
+    assert annotations[names.CANCEL_REQUESTED_BY] == "adam"
+    assert names.REQUESTED_BY not in annotations  # a cancel does not rename who asked for a pending run
     entry = api.history(action="cancel")[0]
     assert entry["status"] == "success" and entry["target"] == run_id and entry["job_id"] == "alpha"
 

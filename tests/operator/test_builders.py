@@ -191,3 +191,13 @@ def test_a_run_deadline_left_out_is_the_tasks_deliberate_default(task: str, dead
     assert spec.get("activeDeadlineSeconds") == deadline
     chosen = builders.build_cronjob(syncjob(task=task, activeDeadlineSeconds=42), SETTINGS)
     assert chosen["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] == 42
+
+
+def test_an_api_cancel_does_not_rename_who_asked_for_a_pending_run() -> None:
+    ann = {names.REQUESTED_AT: "t1", names.REQUESTED_BY: "alice", names.CANCEL_AT: "c1",
+           names.CANCEL_REQUESTED_BY: "bob"}
+    api_wrote = {"managedFields": [{"manager": "syncjob-api", "fieldsV1": {"f:metadata": {"f:annotations": {
+        f"f:{k}": {} for k in ann}}}}]}
+    owners = builders.annotation_owners(api_wrote)
+    assert builders.requester(ann, owners, names.REQUESTED_AT) == ("alice", True)
+    assert builders.requester(ann, owners, names.CANCEL_AT) == ("bob", True)

@@ -175,9 +175,11 @@ def check_records(syncjobs: SyncJobs, db: Any, namespace: str, tokens: list[tupl
     records = {d["_id"]: d for d in db["scheduler_executions"].find({"namespace": namespace})}
     expected = {run_id(namespace, manual_job_name(name, token)): (name, token) for name, token in tokens}
     lost = [rid for rid in expected if rid.partition(".")[2] not in jobs]
-    per_job = [j.metadata.name for j in syncjobs.jobs()]
-    duplicate = sorted({n for n in per_job if per_job.count(n) > 1} | {
-        rid for rid in expected if db["scheduler_executions"].count_documents({"_id": rid}) > 1})
+    # More than one Job for one token (each Job carries the token it was made for), or more than one pod's worth
+    # of work recorded for a run that allows one attempt.
+    token_of = [(j.metadata.annotations or {}).get(names.ANNOTATION_TOKEN) for j in jobs.values()]
+    duplicate = sorted({t for t in token_of if t and token_of.count(t) > 1} | {
+        rid for rid, d in records.items() if d.get("attempt", 1) > 1})
     jobless_records = [rid for rid in records if rid.partition(".")[2] not in jobs]
     recordless_jobs = [name for name in jobs if run_id(namespace, name) not in records]
     stuck = [rid for rid, d in records.items() if d["status"] == "running"]

@@ -85,7 +85,7 @@ def cancel_execution(user: AdminUser, ctx: Ctx, db: MongoDep,
             token = kubeops.new_token()
             a.details = {"token": token, "run_id": run_id}
             annotations = {names.CANCEL_AT: token, names.CANCEL_RUNS: f"{token}={run_id}",
-                           names.REQUESTED_BY: user.user}
+                           names.CANCEL_REQUESTED_BY: user.user}
             try:
                 patched = kubeops.patch_syncjob(ctx.kube, namespace, job_name,
                                                 {"metadata": {"annotations": annotations}})
