@@ -55,7 +55,7 @@ def test_a_viewer_reads_the_job_table_as_the_api_serves_it_and_has_no_action_con
     expect(table.locator("tbody tr")).to_have_count(3)
     served = api.get("/jobs").json()["data"]
     shown = table.locator("tbody tr").evaluate_all("rows => rows.map(r => r.dataset.job)")
-    assert sorted(shown) == sorted(j["name"] for j in served)
+    assert sorted(shown) == sorted(j["id"] for j in served)  # id: the SyncJob's name (name: the human one)
     first = row(page, "view-0")
     expect(first).to_contain_text("同步 0")  # display name
     expect(first).to_contain_text("1. tushare")  # sources in order
@@ -168,10 +168,14 @@ def test_an_admin_runs_pauses_resumes_and_cancels_from_the_page_with_live_progre
     expect(slow).to_be_visible(timeout=30_000)
     eventually(lambda: (mongo_db[mongo.EXECUTIONS].find_one({"job_id": "slow-run"}) or {}).get("attempt"), 30,
                "the slow run's pod to begin")
-    # marking a run failed while its pod is alive: the API's 409 is shown verbatim
-    slow.locator("button[data-action=mark-failed]").click()
+    # a second trigger while the run is active, under concurrencyPolicy Forbid: the API's 409 is shown verbatim
+    page.goto(f"{web.url}/dashboard/#/jobs")
+    row(page, "slow-run").locator("button[data-action=trigger]").click()
     expect(page.get_by_test_id("answer")).to_have_attribute("data-status", "409")
-    expect(page.get_by_test_id("answer")).to_contain_text("its pod is alive")
+    expect(page.get_by_test_id("answer")).to_contain_text("concurrencyPolicy Forbid and a run is active")
+    page.click("a[href='#/runs']")
+    slow = page.locator("article.card").filter(has_text="slow-run")
+    expect(slow).to_be_visible(timeout=30_000)
     slow.locator("button[data-action=cancel]").click()
     expect(page.get_by_test_id("answer")).to_have_attribute("data-status", "200")
     cancelled = page.get_by_test_id("finished").locator("tr").filter(has_text="slow-run").first
@@ -194,7 +198,7 @@ def test_an_admin_runs_pauses_resumes_and_cancels_from_the_page_with_live_progre
     page.click("form.edit button[type=submit]")
     expect(page.get_by_role("heading", level=1)).to_contain_text("慢速同步")
     history = page.get_by_test_id("history")
-    for action in ("trigger", "mark-failed", "cancel", "delete", "metadata"):
+    for action in ("trigger", "cancel", "delete", "metadata"):
         expect(history.locator(f"tr[data-action='{action}']").first).to_be_visible()
     print(f"\nprogress → bar delays (s): {[round(d, 2) for d in delays]}; bar values seen: {seen}")
 

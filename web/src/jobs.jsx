@@ -17,7 +17,7 @@ export function words(cron) {
   }
 }
 
-const jobPath = (j) => `/jobs/${encodeURIComponent(j.name)}`
+const jobPath = (j) => `/jobs/${encodeURIComponent(j.id)}`  // id: the SyncJob's name; name: the human one
 const nsQuery = (j) => ({ namespace: j.namespace })
 
 export function JobActions({ job, admin, reload }) {
@@ -115,10 +115,10 @@ export function Jobs({ admin }) {
               </thead>
               <tbody>
                 {page.items.map((j) => (
-                  <tr key={`${j.namespace}/${j.name}`} data-job={j.name} data-namespace={j.namespace} data-paused={String(j.paused)}>
+                  <tr key={`${j.namespace}/${j.id}`} data-job={j.id} data-namespace={j.namespace} data-paused={String(j.paused)}>
                     <td>
-                      <a href={`#/jobs/${j.namespace}/${j.name}`} class="jobname">{j.display_name || j.name}</a>
-                      {j.display_name && <div class="muted small">{j.name}</div>}
+                      <a href={`#/jobs/${j.namespace}/${j.id}`} class="jobname">{j.display_name || j.name}</a>
+                      {j.display_name && <div class="muted small">{j.id}</div>}
                     </td>
                     <td>{j.namespace}</td>
                     <td>{j.task}</td>
@@ -212,7 +212,7 @@ export function Job({ namespace, name, admin }) {
   return (
     <section data-testid="job" data-paused={String(job.paused)}>
       <p><a href="#/jobs">← {t('back')}</a></p>
-      <h1>{job.display_name || job.name} <span class="muted small">{job.namespace}/{job.name}</span></h1>
+      <h1>{job.display_name || job.name} <span class="muted small">{job.namespace}/{job.id}</span></h1>
       {job.description && <p>{job.description}</p>}
       <p>
         {job.paused ? <span class="badge s-paused">{t('paused')}</span> : <span class="badge s-success">{t('active')}</span>}{' '}
