@@ -35,9 +35,8 @@ from sync_image import schema
 from sync_image.store import MongoRetry
 from sync_image.trading_calendar import TradingCalendar
 from syncjob import mongo
-from syncjob.mongo import CollectionSpec
 
-SUSPENSIONS = CollectionSpec("stock_daily_suspensions", unique_key=("symbol", "trade_date", "data_source"))
+SUSPENSIONS = next(spec for spec in mongo.DATA_COLLECTIONS if spec.name == mongo.STOCK_DAILY_SUSPENSIONS)
 READ_CHUNK = 500  # symbols per read
 
 

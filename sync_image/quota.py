@@ -32,7 +32,9 @@ from typing import Any, Protocol
 from pymongo import ReturnDocument
 from pymongo.collection import Collection
 
-QUOTAS_COLLECTION = "source_quotas"
+from syncjob import mongo
+
+QUOTAS_COLLECTION = mongo.SOURCE_QUOTAS
 LEASE_SECONDS = 0.1  # a process reserves this much of a bucket's time per store round trip
 
 

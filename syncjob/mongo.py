@@ -20,6 +20,8 @@ STOCK_BASIC_INFO = "stock_basic_info"
 MARKET_QUOTES = "market_quotes"
 STOCK_DAILY_QUOTES = "stock_daily_quotes"
 STOCK_FINANCIAL_DATA = "stock_financial_data"
+STOCK_DAILY_SUSPENSIONS = "stock_daily_suspensions"  # sessions a source reported a symbol suspended (gap reports)
+SOURCE_QUOTAS = "source_quotas"  # shared rate-limit buckets, one per source account (docs/data.md)
 DATA_SOURCE_STATUS = "data_source_status"
 # Ids of execution records an admin deleted, so that no writer brings them back while their Job still exists.
 EXECUTION_TOMBSTONES = "scheduler_execution_tombstones"
@@ -72,6 +74,7 @@ DATA_COLLECTIONS = (
     CollectionSpec(MARKET_QUOTES, unique_key=("code",)),
     CollectionSpec(STOCK_DAILY_QUOTES, unique_key=("symbol", "trade_date", "data_source", "period")),
     CollectionSpec(STOCK_FINANCIAL_DATA, unique_key=("symbol", "report_period", "data_source")),
+    CollectionSpec(STOCK_DAILY_SUSPENSIONS, unique_key=("symbol", "trade_date", "data_source")),
     CollectionSpec(DATA_SOURCE_STATUS, unique_key=("source", "checked_at")),
 )
 

@@ -36,7 +36,7 @@ from pymongo.database import Database
 from syncjob import mongo
 
 # The shared per-source rate-limit counters of the sync pods (being added next to the market-data collections).
-SOURCE_QUOTAS = "source_quotas"
+SOURCE_QUOTAS = mongo.SOURCE_QUOTAS
 
 READ = ("find", "killCursors")
 WRITE = ("insert", "update")  # an upsert needs both

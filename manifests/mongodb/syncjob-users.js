@@ -31,6 +31,7 @@ const COMPONENTS = [
      "source_quotas": ["createCollection", "createIndex", "find", "insert", "killCursors", "update"],
      "stock_basic_info": ["createCollection", "createIndex", "find", "insert", "killCursors", "update"],
      "stock_daily_quotes": ["createCollection", "createIndex", "find", "insert", "killCursors", "update"],
+     "stock_daily_suspensions": ["createCollection", "createIndex", "find", "insert", "killCursors", "update"],
      "stock_financial_data": ["createCollection", "createIndex", "find", "insert", "killCursors", "update"],
    }},
 ];

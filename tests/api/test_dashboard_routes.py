@@ -85,7 +85,7 @@ def test_the_job_table_filters_and_pages_on_the_server(api: Api) -> None:
     one = daily[0]
     assert one["success_rate_7d"] == round(2 / 3, 4) and one["median_duration_7d"] == 20.0
     assert [r["status"] for r in one["runs"]] == ["failed", "success", "success"]  # newest first
-    assert [j["name"] for j in api.get("/dashboard/jobs?source=tushare").json()["data"]["items"]] == ["tbl-4"]
+    assert [j["id"] for j in api.get("/dashboard/jobs?source=tushare").json()["data"]["items"]] == ["tbl-4"]
     assert [j["name"] for j in api.get("/dashboard/jobs?q=L-2").json()["data"]["items"]] == ["tbl-2"]
     assert api.get("/dashboard/jobs?status=bogus").status_code == 422
     assert api.get("/dashboard/jobs", who=None).status_code == 401

@@ -96,7 +96,7 @@ def test_a_runs_gap_report_is_shown_and_runs_with_gaps_are_counted(api: Api) -> 
                       now=T0 + dt.timedelta(minutes=1))
     api.add_execution("alpha-3", "alpha", status="success", now=T0 + dt.timedelta(minutes=2))
     items = {i["id"]: i for i in api.get("/jobs/alpha/executions").json()["data"]["items"]}
-    assert items["alpha-1"]["gaps"] == gaps and items["alpha-3"]["gaps"] is None
+    assert items[api.run_id("alpha-1")]["gaps"] == gaps and items[api.run_id("alpha-3")]["gaps"] is None
     assert api.get("/jobs/alpha/execution-stats").json()["data"]["with_gaps"] == 1
 
 
@@ -167,7 +167,8 @@ def test_mark_failed_closes_a_running_record_whose_pod_is_gone(api: Api) -> None
     assert (record["reason"], record["closed_by"], record["marked_failed_by"]) == ("MarkedFailed", "api", "adam")
     assert record["finished_at"] is not None and 90 <= record["execution_time"] < 200  # seconds
     entry = api.history(action="mark-failed")[0]
-    assert entry["status"] == "success" and entry["details"] == {"reason": "node lost"}
+    assert entry["status"] == "success" and entry["details"]["reason"] == "node lost"
+    assert entry["details"]["deleted_job"] == "alpha-stuck"  # no retry of its Job may start after the verdict
 
 
 def test_mark_failed_refuses_a_finished_record(api: Api) -> None:
