@@ -162,3 +162,14 @@ def eventually(check: Callable[[], Any], timeout: float = 30, what: str = "condi
             last = exc
         time.sleep(0.25)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}: {last}")
+
+
+@pytest.fixture
+def own_mongo(tmp_path: Path) -> Iterator[MongoServer]:
+    """A MongoDB-protocol server of the test's own (fixed port, storage on disk), so that a test may stop and
+    start it without disturbing the others; its log stays in tmp_path."""
+    server = MongoServer(workdir=tmp_path / "mongo", port=free_port()).start()
+    try:
+        yield server
+    finally:
+        server.stop()

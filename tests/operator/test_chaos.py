@@ -14,7 +14,6 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ from syncjob import names
 from syncjob.runs import manual_job_name, run_id
 from testbed.cluster import LocalCluster
 from testbed.mongo import MongoServer
-from testbed.procs import free_port
 from tests.operator.conftest import OperatorProcess, SyncJobs, eventually, mongo_uri_for
 from tests.operator.test_honest_runs import real_sync
 
@@ -37,14 +35,6 @@ POD_KILLS = 2
 RESYNC_SECONDS = 2
 MONGO_OUTAGE_SECONDS = 6  # longer than a resync period
 
-
-@pytest.fixture
-def own_mongo(tmp_path: Path) -> Iterator[MongoServer]:
-    server = MongoServer(workdir=tmp_path / "mongo", port=free_port()).start()
-    try:
-        yield server
-    finally:
-        server.stop()  # its log stays in tmp_path for a failed run
 
 
 def _job_outcome(job: client.V1Job) -> str:

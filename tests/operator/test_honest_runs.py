@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from syncjob import executions, names
 from syncjob.runs import manual_job_name, manual_run_id, scheduled_job_name
 from testbed.cluster import LocalCluster
 from testbed.mongo import MongoServer
-from testbed.procs import free_port
 from tests.conftest import make_syncjob
 from tests.operator.conftest import OperatorProcess, SyncJobs, eventually, mongo_uri_for
 
@@ -316,14 +314,6 @@ def test_under_forbid_a_tick_inside_a_manual_run_is_skipped(
 
 
 # -- 6. MongoDB down when the Job ends ---------------------------------------------------------------------------
-
-@pytest.fixture
-def own_mongo(tmp_path: Path) -> Iterator[MongoServer]:
-    server = MongoServer(workdir=tmp_path / "mongo", port=free_port()).start()
-    try:
-        yield server
-    finally:
-        server.cleanup()
 
 
 def test_a_run_that_ended_while_mongodb_was_down_is_closed_with_the_jobs_reason_once_it_is_back(
