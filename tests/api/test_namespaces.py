@@ -185,9 +185,12 @@ def test_every_read_returns_only_the_namespaces_the_caller_may_list(api: Api) ->
         assert {h["user"] for h in history} - {None} == {f"admin-of-{ns}" for ns in user.reads}
 
         stats = api.call("GET", "/stats", who).json()["data"]
-        assert stats["total_jobs"] == len(jobs) and stats["executions_running"] == 2 * len(user.reads)
         health = api.call("GET", "/health", who).json()["data"]
-        assert health["components"]["cache"]["jobs"] == len(jobs)
+        if user.cluster_wide:  # it also sees other tests' SyncJobs, whose namespaces may be going away meanwhile
+            assert stats["total_jobs"] >= len(ours) and health["components"]["cache"]["jobs"] >= len(ours)
+        else:
+            assert stats["total_jobs"] == len(jobs) and health["components"]["cache"]["jobs"] == len(jobs)
+        assert stats["executions_running"] == 2 * len(user.reads)
 
         everything = "".join(api.call("GET", p, who, params={"limit": 200}).text for p in READ_PATHS)
         for ns in set(BOTH) - user.reads:  # another namespace's errors, tracebacks and users never show

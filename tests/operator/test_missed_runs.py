@@ -103,4 +103,5 @@ def test_every_minute_schedule_runs_on_its_own_and_a_forbid_overlap_is_skipped(
                          110, "the overlapping tick to be recorded skipped")
     assert f"run {first['_id']} was still running" in skipped["error_message"]
     assert skipped["scheduled_time"] > first["scheduled_time"]
-    assert "RunSkipped" in [e.reason for e in syncjobs.events("tick")]
+    # the Event is posted after the record is written, at the end of the pass
+    eventually(lambda: "RunSkipped" in [e.reason for e in syncjobs.events("tick")], 30, "the RunSkipped Event")
