@@ -144,6 +144,12 @@ class SyncJobs:
         return [e for e in self.core.list_namespaced_event(self.ns).items
                 if e.involved_object.kind == names.KIND and e.involved_object.name == name]
 
+    def event(self, name: str, reason: str, timeout: float = 30) -> client.CoreV1Event:
+        """The first Event with this reason, waited for: the operator posts Events after the writes they
+        report (kopf queues them), so a test that has seen the status may not see the Event yet."""
+        return eventually(lambda: next((e for e in self.events(name) if e.reason == reason), None), timeout,
+                          f"a {reason} Event on {name}")
+
     def ready(self, name: str) -> dict[str, Any] | None:
         status = self.get(name).get("status") or {}
         return next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), None)

@@ -159,7 +159,7 @@ def test_under_forbid_a_request_while_a_run_is_active_is_recorded_skipped(
     assert refused["reason"] == "ConcurrencyForbid" and first in refused["error_message"]
     assert manual_job_name("forbid", "b") not in [j.metadata.name for j in syncjobs.jobs()]
     eventually(lambda: syncjobs.get("forbid")["status"].get("lastHandledRequestedAt") == "b", 30, "ack")
-    assert "RunSkipped" in [e.reason for e in syncjobs.events("forbid")]
+    assert first in syncjobs.event("forbid", "RunSkipped").message
     assert record(mongo_db, first, "success", timeout=60)["processed_items"] == len(CODES)
 
 

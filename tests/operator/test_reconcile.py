@@ -42,8 +42,7 @@ def test_applied_syncjob_gets_its_cronjob_and_an_honest_status(operator: Operato
     assert status["observedGeneration"] == 1 and cond["observedGeneration"] == 1
     assert status["cronJobName"] == "tushare-quotes-sync"
     assert status["nextScheduleTime"].endswith("Z")
-    reasons = {e.reason for e in syncjobs.events("tushare-quotes-sync")}
-    assert "CronJobCreated" in reasons
+    assert syncjobs.event("tushare-quotes-sync", "CronJobCreated").type == "Normal"
 
 
 def test_schedule_pause_and_time_zone_changes_reach_the_cronjob(operator: OperatorProcess,
@@ -130,8 +129,8 @@ def test_invalid_spec_is_reported_and_creates_no_cronjob(operator: OperatorProce
     cond = _ready(syncjobs, "bad", status="False", reason="InvalidSpec")
     assert field in cond["message"] and words in cond["message"]
     assert syncjobs.cronjob("bad") is None
-    warnings = [e for e in syncjobs.events("bad") if e.reason == "InvalidSpec"]
-    assert warnings and warnings[0].type == "Warning" and field in warnings[0].message
+    warning = syncjobs.event("bad", "InvalidSpec")
+    assert warning.type == "Warning" and field in warning.message
 
 
 def test_invalid_change_leaves_the_existing_cronjob_as_it_was(operator: OperatorProcess,

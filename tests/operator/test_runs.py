@@ -80,8 +80,7 @@ def test_force_applies_to_its_own_run_only(operator: OperatorProcess, syncjobs: 
     template = syncjobs.cronjob("quotes").spec.job_template.spec.template
     cj_env = {e.name: e.value for e in template.spec.containers[0].env}
     assert cj_env["SYNC_FORCE"] == "false"  # force never sticks to the job
-    reasons = [e.reason for e in syncjobs.events("quotes")]
-    assert "RunForced" in reasons and "RunTriggered" in reasons
+    assert syncjobs.event("quotes", "RunForced") and syncjobs.event("quotes", "RunTriggered")
 
 
 class TestFailures:
@@ -103,7 +102,7 @@ class TestFailures:
         assert status["lastExecution"]["status"] == "failed"
         assert status["lastExecution"]["runId"] == manual_run_id(syncjobs.ns, "daily", "go")
         assert "lastFailureTime" in status
-        assert "RunFailed" in [e.reason for e in syncjobs.events("daily")]
+        assert syncjobs.event("daily", "RunFailed").type == "Warning"
 
 
 class TestPodsThatIgnoreCancel:
