@@ -27,7 +27,7 @@ def test_a_trigger_through_the_api_runs_exactly_one_real_sync(operator: Operator
                                                               api: Api, mongo_db: Database[Any]) -> None:
     syncjobs.create(make_syncjob("daily-e2e", task="daily", sources=["file"], schedule="0 16 * * 1-5"))
     eventually(lambda: (syncjobs.ready("daily-e2e") or {}).get("status") == "True", 30, "Ready")
-    eventually(lambda: api.get("/jobs/daily-e2e").status_code == 200, 10, "the API's cache")
+    eventually(lambda: api.get("/jobs/daily-e2e").status_code == 200, 30, "the API's cache")
 
     answer = api.post("/jobs/daily_e2e/trigger")  # the incumbent's underscore id names the same job
     assert answer.status_code == 200, answer.text
@@ -56,7 +56,7 @@ def test_concurrent_api_triggers_each_name_a_run_with_exactly_one_job_and_record
     syncjobs.create(make_syncjob("burst-e2e", task="daily", sources=["file"], schedule="0 16 * * 1-5",
                                  concurrencyPolicy="Allow"))
     eventually(lambda: (syncjobs.ready("burst-e2e") or {}).get("status") == "True", 30, "Ready")
-    eventually(lambda: api.get("/jobs/burst-e2e").status_code == 200, 10, "the API's cache")
+    eventually(lambda: api.get("/jobs/burst-e2e").status_code == 200, 30, "the API's cache")
 
     def trigger(_: int) -> httpx.Response:
         return api.post("/jobs/burst-e2e/trigger")
@@ -83,7 +83,7 @@ def test_a_kubectl_cancel_after_an_api_trigger_is_credited_to_kubectl_not_to_the
                                  options={"codes": ["600000.SH", "000001.SZ", "300750.SZ"], "batch_size": 1,
                                           "concurrency": 1, "file_delay_seconds": 3, "heartbeat_seconds": 1}))
     eventually(lambda: (syncjobs.ready("audited") or {}).get("status") == "True", 30, "Ready")
-    eventually(lambda: api.get("/jobs/audited").status_code == 200, 10, "the API's cache")
+    eventually(lambda: api.get("/jobs/audited").status_code == 200, 30, "the API's cache")
     answer = api.post("/jobs/audited/trigger")  # by the admin, through the API: requested-by names them
     assert answer.status_code == 200, answer.text
     run_id = answer.json()["data"]["run_id"]

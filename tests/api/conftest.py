@@ -123,7 +123,7 @@ class Api:
             coordination.create_namespaced_lease(self.namespace, body)
 
     @staticmethod
-    def wait_for(check: Callable[[], bool], what: str, timeout: float = 10) -> None:
+    def wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while not check():
             if time.monotonic() > deadline:

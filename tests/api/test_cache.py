@@ -96,7 +96,7 @@ def test_cache_serves_through_an_outage_and_relists_after_it(make_api: Callable[
             names.GROUP, names.VERSION, api.namespace, names.PLURAL, make_syncjob("beta"))
 
         proxy.start()
-        Api.wait_for(lambda: len(api.get("/jobs").json()["data"]) == 2, "the relist after the outage", timeout=30)
+        Api.wait_for(lambda: len(api.get("/jobs").json()["data"]) == 2, "the relist after the outage", timeout=60)
         cache = api.get("/health").json()["data"]["components"]["cache"]
         assert cache["ok"] is True and cache["stale"] is False
     finally:

@@ -214,7 +214,7 @@ def test_mark_failed_on_a_live_run_records_failed_and_stops_its_pod(api: Api) ->
             return exc.status == 404
         return False
 
-    api.wait_for(gone, "the pod to be deleted with its Job", timeout=30)
+    api.wait_for(gone, "the pod to be deleted with its Job", timeout=60)
     entry = api.history(action="mark-failed")[0]
     assert entry["status"] == "success" and entry["details"]["deleted_job"] == "alpha-live"
 

@@ -144,7 +144,7 @@ def test_trigger_sets_a_new_token_and_names_the_run(api: Api) -> None:
 
 def test_trigger_reports_the_job_when_it_exists(make_api: Callable[..., Api]) -> None:
     """The operator is not running here: the test plays its part by creating the Job the token names."""
-    api = make_api(trigger_wait_seconds=3)
+    api = make_api(trigger_wait_seconds=3)  # the most the settings allow
     api.create_syncjob("alpha")
 
     created = threading.Event()

@@ -79,7 +79,7 @@ def test_a_forced_trigger_never_joins_an_unforced_pending_run(make_api: Callable
 
 def test_a_forced_trigger_waits_for_the_pending_run_to_start_then_asks_for_its_own(
         make_api: Callable[..., Api]) -> None:
-    api = make_api(trigger_force_wait_seconds=5)
+    api = make_api(trigger_force_wait_seconds=20)  # the wait ends as soon as the token is acknowledged
     api.create_syncjob("alpha", concurrencyPolicy="Allow")
     plain = api.post("/jobs/alpha/trigger").json()["data"]
     timer = threading.Timer(0.5, acknowledge, (api, "alpha"))
@@ -200,7 +200,7 @@ class OperatorStandIn:
             self.stop.wait(0.05)
 
     def finish(self, expected: list[str]) -> list[str]:
-        """Stop once every expected token is handled (or 10 s have passed); the tokens handled, in order."""
+        """Stop once every expected token is handled (or 30 s have passed); the tokens handled, in order."""
         with contextlib.suppress(AssertionError):  # the caller's assertion says which token was never seen
             Api.wait_for(lambda: set(expected) <= set(self.handled), "the stand-in to handle every token")
         self.stop.set()

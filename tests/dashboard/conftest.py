@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 from syncjob_api.core.config import Settings
 from syncjob_api.main import create_app
 
@@ -106,6 +106,8 @@ def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN",
                                   timezone_id="Asia/Shanghai")
     context.set_default_timeout(15_000)
+    # expect()'s own default is 5 s, which a loaded CI machine misses when a table waits on the API and the cache
+    expect.set_options(timeout=15_000)
     opened = context.new_page()
     try:
         yield opened

@@ -88,7 +88,8 @@ def test_an_admin_runs_pauses_resumes_and_cancels_from_the_page_with_live_progre
         web: WebApi, api: Api, page: Page, operator: OperatorProcess, syncjobs: SyncJobs,
         mongo_db: Database[Any]) -> None:
     syncjobs.create(real_sync("live-run", delay=1.5, options={"progress_interval_seconds": 1}))
-    syncjobs.create(real_sync("slow-run", delay=5))
+    # ~60 s: still running when the page's second trigger and its cancel arrive, however slow the machine
+    syncjobs.create(real_sync("slow-run", delay=10))
     ready(syncjobs, "live-run")
     ready(syncjobs, "slow-run")
     page.on("dialog", lambda d: d.accept("stuck, says the test") if d.type == "prompt" else d.accept())

@@ -8,6 +8,7 @@ the real processes is shown by the demo, which runs the operator and the API und
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -91,7 +92,12 @@ def _can_i(cluster: LocalCluster, account: str, verb: str, resource: str, namesp
 
 
 def _check(cluster: LocalCluster, account: str, rules: list[Rule], expected: bool) -> None:
-    wrong = [r for r in rules if _can_i(cluster, account, *r) is not expected]
+    # A binding just applied takes effect once the API server's RBAC informer has it: a grant is waited for.
+    deadline = time.monotonic() + (30 if expected else 0)
+    while (wrong := [r for r in rules if _can_i(cluster, account, *r) is not expected]) and expected:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert not wrong, f"{account} {'cannot' if expected else 'can'}: {wrong}"
 
 

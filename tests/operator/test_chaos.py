@@ -48,6 +48,7 @@ AGREES = {"Complete": {"success"}, "Failed": {"failed"}}
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # ~2 min here; the settle wait alone may take 300 s on a loaded machine
 def test_records_stay_true_through_operator_kills_pod_kills_and_a_mongodb_outage(
         cluster: LocalCluster, k8s: client.ApiClient, namespace: str, syncjob_crd: str, own_mongo: MongoServer,
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

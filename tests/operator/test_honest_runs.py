@@ -298,8 +298,10 @@ def test_a_pause_and_resume_while_the_operator_was_down_records_no_missed_runs(
 @pytest.mark.slow
 def test_under_forbid_a_tick_inside_a_manual_run_is_skipped(
         operator: OperatorProcess, syncjobs: SyncJobs, mongo_db: Database[Any]) -> None:
-    syncjobs.create(real_sync("tick", delay=12, schedule="* * * * *", concurrencyPolicy="Forbid",
-                              startingDeadlineSeconds=30, timeZone="UTC"))  # the manual run takes ~72 s
+    # The manual run takes ~120 s: the next tick (at most 60 s after its first fetch) and its pod's start fall
+    # inside it even on a slow machine.
+    syncjobs.create(real_sync("tick", delay=20, schedule="* * * * *", concurrencyPolicy="Forbid",
+                              startingDeadlineSeconds=30, timeZone="UTC"))
     ready(syncjobs, "tick")
     manual = request(syncjobs, "tick", "go")
     working(mongo_db, manual)

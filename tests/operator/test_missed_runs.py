@@ -95,12 +95,12 @@ def test_every_minute_schedule_runs_on_its_own_and_a_forbid_overlap_is_skipped(
     def scheduled_record() -> dict[str, Any] | None:
         return mongo_db["scheduler_executions"].find_one({"job_id": "tick", "trigger": "schedule",
                                                          "status": "running"})
-    first = eventually(scheduled_record, 80, "a Job created by the CronJob controller")
+    first = eventually(scheduled_record, 100, "a Job created by the CronJob controller")
     assert first["scheduled_time"] is not None and first["is_manual"] is False
     assert any(j.metadata.name == first["k8s_job"] and first["_id"] == f"{syncjobs.ns}.{j.metadata.name}"
                for j in syncjobs.jobs())
     skipped = eventually(lambda: mongo_db["scheduler_executions"].find_one({"job_id": "tick", "status": "skipped"}),
-                         110, "the overlapping tick to be recorded skipped")
+                         130, "the overlapping tick to be recorded skipped")
     assert f"run {first['_id']} was still running" in skipped["error_message"]
     assert skipped["scheduled_time"] > first["scheduled_time"]
     # the Event is posted after the record is written, at the end of the pass

@@ -245,11 +245,11 @@ def test_a_whole_market_session_is_one_tushare_call(db: Database[Any]) -> None:
 def test_batches_run_concurrently_within_the_sources_limits(db: Database[Any]) -> None:
     codes = [f"{600000 + i}.SH" for i in range(40)]
     fast = SimulatedSource(latency=0.05, server_per_second=1000, concurrency=8)
-    started = time.monotonic()
     rec = run(db, [fast], shanghai(FRIDAY, 18), codes=codes, start_date="2026-11-27", batch_size=1)
-    elapsed = time.monotonic() - started
+    # the source calls' own span, not the run's start-up and record writes, which a loaded machine stretches
+    spread = fast.starts[-1] - fast.starts[0] + 0.05
     assert rec["return_value"]["inserted"] == 40
-    assert fast.max_in_flight == 8 and elapsed < 40 * 0.05 / 2  # sequentially it would take 2 s
+    assert fast.max_in_flight == 8 and spread < 40 * 0.05 / 2  # sequentially it would take 2 s
 
     single = SimulatedSource(latency=0.01, server_per_second=1000, concurrency=1)  # baostock's one session
     run(db, [single], shanghai(FRIDAY, 18), run_id="daily-sync-m2", codes=codes, start_date="2026-11-26",

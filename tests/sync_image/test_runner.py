@@ -223,9 +223,12 @@ def test_heartbeat_and_throttled_progress_while_running(db: Database[Any]) -> No
         "codes": ["600000.SH", "600519.SH", "000001.SZ", "300750.SZ", "688981.SH", "920001.BJ"], "batch_size": 1,
         "start_date": "2026-10-01", "end_date": "2026-11-27", "heartbeat_seconds": 0.3, "concurrency": 1}), db,
         sources=[SlowFile()])
+    started = time.monotonic()
     assert runner.run() == ExitCode.SUCCESS
+    took = time.monotonic() - started
     assert runner.reporter.heartbeats >= 4
-    assert runner.reporter.progress_writes <= 4  # 6 batches in ~2.4 s: at most one write per second
+    # 6 batches in ~2.4 s (longer on a loaded machine): at most one write per second, the first one at once
+    assert runner.reporter.progress_writes <= int(took) + 2
     rec = record(db)
     assert rec["heartbeat_at"] > rec["pod_started_at"]
     assert db[mongo.STOCK_DAILY_QUOTES].count_documents({}) == 216

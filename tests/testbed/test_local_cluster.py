@@ -151,7 +151,7 @@ def test_identity_without_rights_is_denied_until_bound(cluster: LocalCluster, k8
     rbac.create_namespaced_role_binding(namespace, {"metadata": {"name": "nobody-reads"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
         "subjects": [{"kind": "User", "name": "nobody", "apiGroup": "rbac.authorization.k8s.io"}]})
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while True:
         try:
             assert nobody.list_namespaced_pod(namespace).items == []
