@@ -34,6 +34,8 @@ NODE_IP = "127.0.0.2"
 CONTROLLERS = ",".join([
     "cronjob-controller", "job-controller", "garbage-collector-controller", "serviceaccount-controller",
     "serviceaccount-token-controller", "namespace-controller", "ttl-after-finished-controller",
+    # Type-checks ValidatingAdmissionPolicies into their status (tests/security/test_api_identity.py reads it).
+    "validatingadmissionpolicy-status-controller",
 ])
 # With a real node, manifests/default's Deployments need their controllers, and pods of a real kubelet mount the
 # kube-root-ca.crt ConfigMap, which root-ca-certificate-publisher publishes in every namespace.

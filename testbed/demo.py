@@ -192,7 +192,7 @@ class Demo:
 
     def install(self) -> None:
         assert self.cluster is not None
-        with step("Installing the CRD, namespaces, RBAC and Secrets"):
+        with step("Installing the CRD, namespaces, RBAC, admission policy and Secrets"):
             self.apply(self.kustomize(MANIFESTS / "crd"))
             self.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{names.CRD_NAME}")
             # syncjob-system as manifests/default makes it; market-data under the restricted Pod Security
@@ -205,6 +205,7 @@ class Demo:
                           "pod-security.kubernetes.io/enforce-version": "latest"}}}
             self.apply([namespace_doc, market])
             self.apply(self.kustomize(MANIFESTS / "rbac"), SYSTEM_NAMESPACE)
+            self.apply(self.kustomize(MANIFESTS / "admission-policy"))  # the API runs as its ServiceAccount below
             self.apply(self.kustomize(MANIFESTS / "sync-namespace"), NAMESPACE)
             for ns in (SYSTEM_NAMESPACE, NAMESPACE):
                 secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",

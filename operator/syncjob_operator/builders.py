@@ -267,11 +267,24 @@ def spec_changes(old: str | None, new: str) -> dict[str, Any]:
             if before.get(k) != after.get(k)}
 
 
-def spec_manager(metadata: dict[str, Any]) -> str | None:
-    """The field manager that last wrote the spec (managedFields entries carry the time of their last write)."""
-    writers = [(str(e.get("time") or ""), str(e.get("manager") or "unknown")) for e in metadata.get("managedFields")
-               or [] if "f:spec" in (e.get("fieldsV1") or {})]
-    return max(writers)[1] if writers else None
+def spec_owners(metadata: dict[str, Any]) -> dict[str, str]:
+    """Which field manager owns each top-level spec field, from managedFields ("a, b" when shared by appliers)."""
+    owners: dict[str, set[str]] = {}
+    for entry in metadata.get("managedFields") or []:
+        for key in (entry.get("fieldsV1") or {}).get("f:spec") or {}:
+            if key.startswith("f:"):
+                owners.setdefault(key[2:], set()).add(str(entry.get("manager") or "unknown"))
+    return {name: ", ".join(sorted(managers)) for name, managers in owners.items()}
+
+
+def spec_editor(changes: dict[str, Any], owners: dict[str, str]) -> str | None:
+    """Who made a spec edit, as far as managedFields tell: the managers that own the changed fields now. None when
+    the API's own manager owns every changed field (the API audits its pause and resume itself). A removed field
+    has no owner left, so an edit that only removes fields is credited to no one in particular."""
+    writers = sorted({owners[name] for name in changes if name in owners})
+    if writers == [names.FIELD_MANAGER_API] and all(name in owners for name in changes):
+        return None
+    return ", ".join(writers) or "unknown (a removal leaves no field manager: see the Kubernetes audit log)"
 
 
 def annotation_owners(metadata: dict[str, Any]) -> dict[str, str]:

@@ -43,7 +43,7 @@ OWNED = {names.LABEL_SYNCJOB: kopf.PRESENT}
 
 IndexEntry = dict[tuple[str | None, str], dict[str, Any]]
 OWNERS = "annotationOwners"  # kept in an indexed SyncJob's metadata instead of managedFields
-SPEC_MANAGER = "specManager"
+SPEC_OWNERS = "specOwners"  # ...and who owns each spec field
 _reconciler: Reconciler | None = None
 _INSTANCE = f"{socket.gethostname()}-{os.getpid()}"  # names this operator process in its Lease and Events
 _background: set[asyncio.Task[None]] = set()  # the operator's own loops, held so they are not collected
@@ -173,7 +173,7 @@ async def reconcile_syncjob(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any
     The status write it causes comes back as an event that `settled` stops in the event loop."""
     raw = dict(body)
     raw["metadata"] = meta = {**raw["metadata"], OWNERS: builders.annotation_owners(raw["metadata"]),
-                              SPEC_MANAGER: builders.spec_manager(raw["metadata"])}
+                              SPEC_OWNERS: builders.spec_owners(raw["metadata"])}
     if event["type"] == "DELETED" or meta.get("deletionTimestamp"):
         reconciler().forget(meta["namespace"], meta["name"], meta.get("uid"))
         return  # the garbage collector removes the CronJob and its Jobs
@@ -244,7 +244,7 @@ async def syncjob_index(namespace: str | None, name: str, body: kopf.Body, **_: 
     raw = dict(body)  # the plain dicts under kopf's views: reading through the views costs more than the copy
     metadata = {k: v for k, v in raw["metadata"].items() if k != "managedFields"}  # the bulk of an object
     metadata[OWNERS] = builders.annotation_owners(raw["metadata"])  # all a pass needs of managedFields
-    metadata[SPEC_MANAGER] = builders.spec_manager(raw["metadata"])
+    metadata[SPEC_OWNERS] = builders.spec_owners(raw["metadata"])
     return {(namespace, name): {"metadata": metadata, "spec": raw.get("spec") or {}, "status": raw.get("status") or {},
                                 "apiVersion": raw.get("apiVersion"), "kind": raw.get("kind")}}
 

@@ -257,10 +257,11 @@ class Reconciler:
 
     def audit_spec_change(self, sj: SyncJob, old: str | None, new: str) -> None:
         """A spec edit made outside the API (kubectl apply or patch, Argo CD, Flux) is audited once per generation,
-        with the field manager that wrote it and what changed; the API audits its own pause and resume."""
+        with the field managers that own the changed fields and what changed; the API audits its own pause and
+        resume (only its ServiceAccount may write as its manager: manifests/admission-policy)."""
         changes = builders.spec_changes(old, new)
-        manager = (sj.metadata.model_extra or {}).get("specManager") or "unknown"
-        if not changes or manager == names.FIELD_MANAGER_API:
+        manager = builders.spec_editor(changes, (sj.metadata.model_extra or {}).get("specOwners") or {})
+        if not changes or manager is None:
             return
         try:
             records.audit(self.db, job_id=sj.name, namespace=sj.namespace, action="spec-change", status="success",

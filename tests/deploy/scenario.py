@@ -10,7 +10,9 @@ leave one honest record in MongoDB:
 3. an API trigger (`POST /api/scheduler/jobs/{id}/trigger` as an admin, through the API's Service target port),
    success, and the run visible through the API;
 4. a cancel of a run that is stuck (its namespace's MONGO_URI points at a closed loopback port, so the pod waits
-   on its database): the operator deletes its Job, the container gets SIGTERM, the record ends `cancelled`.
+   on its database): the operator deletes its Job, the container gets SIGTERM, the record ends `cancelled`;
+5. a trigger written by a cluster admin under the API's field manager (to be credited as someone the API names)
+   is refused by the shipped admission policy, and starts no run.
 
 The assertions about records stay general (status, one record per run, the trigger): the record lifecycle is the
 operator's and the sync image's business and is tested there. Used by tests/deploy/test_real_node.py with the
@@ -197,6 +199,9 @@ def api_trigger(target: Target) -> dict[str, Any]:
                               "the API-triggered run to succeed")
     if len(runs) != 1 or runs[0].get("trigger") != "manual":
         raise ScenarioError(f"want one manual record, got {[(r['_id'], r.get('trigger')) for r in runs]}")
+    asker = f"system:serviceaccount:{target.namespace}:scenario-admin"
+    if runs[0].get("requested_by") != asker:
+        raise ScenarioError(f"record {runs[0]['_id']} says requested_by {runs[0].get('requested_by')!r}, want {asker}")
     _, listed = call_api(target, "GET", f"/api/scheduler/jobs/{DEMO_JOB}/executions", token)
     if runs[0]["_id"] not in json.dumps(listed, ensure_ascii=False):
         raise ScenarioError(f"the API does not list run {runs[0]['_id']}: {listed}")
@@ -233,6 +238,24 @@ def cancel(target: Target) -> dict[str, Any]:
     return runs[0]
 
 
+def impostor_refused(target: Target) -> None:
+    """Only the API's ServiceAccount may write as the API's field manager (manifests/admission-policy)."""
+    before = {r["_id"] for r in records(target, target.namespace, DEMO_JOB)}
+    try:
+        target.kubectl("annotate", "sj", DEMO_JOB, "-n", target.namespace, "--overwrite",
+                       "--field-manager=syncjob-api", f"sync.tradingagents.io/requested-at=impostor-{time.time_ns()}",
+                       "sync.tradingagents.io/requested-by=someone-else")
+    except Exception as exc:  # KubectlError or ScenarioError, with kubectl's stderr
+        if "syncjob-api-identity" not in str(exc):
+            raise ScenarioError(f"refused, but not by the admission policy: {exc}") from exc
+    else:
+        raise ScenarioError("a cluster admin wrote a trigger as field manager syncjob-api")
+    time.sleep(5)  # long enough for a token to have become a Job
+    after = {r["_id"] for r in records(target, target.namespace, DEMO_JOB)}
+    if after - before:
+        raise ScenarioError(f"the refused trigger left records {sorted(after - before)}")
+
+
 def run(target: Target) -> dict[str, float]:
     """Every step in order, with its wall time in `target.timings`."""
     steps: list[tuple[str, Callable[[], Any]]] = [
@@ -243,6 +266,7 @@ def run(target: Target) -> dict[str, float]:
         ("kubectl trigger", lambda: kubectl_trigger(target)),
         ("API trigger", lambda: api_trigger(target)),
         ("cancel", lambda: cancel(target)),
+        ("impostor of the API refused", lambda: impostor_refused(target)),
     ]
     for name, step in steps:
         started = time.monotonic()

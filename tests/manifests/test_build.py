@@ -43,13 +43,34 @@ def test_default_installs_everything_into_syncjob_system() -> None:
             "RoleBinding", "Deployment", "StatefulSet", "Service", "NetworkPolicy"} <= kinds
     assert list(by_kind(docs, "Namespace")) == [SYSTEM]
     assert list(by_kind(docs, "CustomResourceDefinition")) == [names.CRD_NAME]
-    cluster_scoped = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
+    cluster_scoped = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding",
+                      "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
     for doc in docs:
         if doc["kind"] not in cluster_scoped:
             assert doc["metadata"].get("namespace") == SYSTEM, f"{doc['kind']}/{doc['metadata']['name']}"
     for binding in [*by_kind(docs, "ClusterRoleBinding").values(), *by_kind(docs, "RoleBinding").values()]:
         assert all(s["namespace"] == SYSTEM for s in binding["subjects"]), binding["metadata"]["name"]
 
+
+
+def test_only_the_apis_service_account_may_write_as_the_apis_field_manager() -> None:
+    """The admission policy names the API's ServiceAccount as deployed and every annotation the API writes with a
+    request; what it refuses on a real API server is in tests/security/test_api_identity.py."""
+    docs = build(DEFAULT)
+    api = by_kind(docs, "Deployment")["syncjob-api"]
+    account = api["spec"]["template"]["spec"]["serviceAccountName"]
+    policy = by_kind(docs, "ValidatingAdmissionPolicy")["syncjob-api-identity"]
+    assert "namespace" not in policy["metadata"]  # cluster-scoped
+    (condition,) = policy["spec"]["matchConditions"]
+    assert condition["expression"] == (
+        f"request.userInfo.username != 'system:serviceaccount:{api['metadata']['namespace']}:{account}'")
+    keys = next(v["expression"] for v in policy["spec"]["variables"] if v["name"] == "keys")
+    assert sorted(yaml.safe_load(keys)) == sorted(
+        [names.REQUESTED_AT, names.REQUESTED_BY, names.FORCE_AT, names.CANCEL_AT, names.CANCEL_REQUESTED_BY,
+         names.CANCEL_RUNS])
+    assert names.FIELD_MANAGER_API in policy["spec"]["validations"][0]["expression"]
+    (binding,) = by_kind(docs, "ValidatingAdmissionPolicyBinding").values()
+    assert binding["spec"] == {"policyName": "syncjob-api-identity", "validationActions": ["Deny"]}
 
 def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return list(doc["spec"]["template"]["spec"]["containers"])

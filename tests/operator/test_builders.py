@@ -161,11 +161,19 @@ def test_a_spec_edit_is_described_field_by_field_and_credited_to_its_field_manag
     assert set(changes) == {"paused", "schedule"}
     assert builders.spec_changes(old, old) == {} and builders.spec_changes(None, new) == {}
     managed = {"managedFields": [
-        {"manager": "kubectl-client-side-apply", "time": "2026-12-01T01:00:00Z", "fieldsV1": {"f:spec": {}}},
-        {"manager": "argocd-controller", "time": "2026-12-01T02:00:00Z", "fieldsV1": {"f:spec": {"f:paused": {}}}},
-        {"manager": "syncjob-operator", "time": "2026-12-01T03:00:00Z", "fieldsV1": {"f:status": {}}},
+        {"manager": "kubectl-client-side-apply", "fieldsV1": {"f:spec": {".": {}, "f:schedule": {}, "f:task": {}}}},
+        {"manager": "syncjob-api", "fieldsV1": {"f:spec": {"f:paused": {}}}},
+        {"manager": "syncjob-operator", "fieldsV1": {"f:status": {}}},
     ]}
-    assert builders.spec_manager(managed) == "argocd-controller"
+    owners = builders.spec_owners(managed)
+    assert owners == {"schedule": "kubectl-client-side-apply", "task": "kubectl-client-side-apply",
+                      "paused": "syncjob-api"}
+    assert builders.spec_editor(changes, owners) == "kubectl-client-side-apply, syncjob-api"
+    assert builders.spec_editor({"paused": changes["paused"]}, owners) is None  # the API's pause: it audits it
+    # A field removed after the API's pause has no owner: not the API's edit, and not credited to it.
+    removed = {"tradingHoursOnly": {"from": True, "to": None}}
+    assert builders.spec_editor(removed, owners).startswith("unknown")
+    assert builders.spec_editor({**removed, "paused": changes["paused"]}, owners) == "syncjob-api"
 
 
 def test_requested_by_is_believed_only_when_the_api_wrote_it_with_the_token() -> None:

@@ -15,7 +15,7 @@ from tests.operator.conftest import OperatorProcess, SyncJobs, eventually
 REQUESTED, FORCE, CANCEL = names.REQUESTED_AT, names.FORCE_AT, names.CANCEL_AT
 
 
-def _record(db: Database[Any], run_id: str, status: str | None = None, timeout: float = 30) -> dict[str, Any]:
+def _record(db: Database[Any], run_id: str, status: str | None = None, timeout: float = 60) -> dict[str, Any]:
     def check() -> dict[str, Any] | None:
         doc = db["scheduler_executions"].find_one({"_id": run_id})
         return doc if doc and (status is None or doc["status"] == status) else None
@@ -90,7 +90,9 @@ class TestFailures:
 
     def test_a_failing_job_closes_its_record_failed_with_the_reason(
             self, operator: OperatorProcess, syncjobs: SyncJobs, mongo_db: Database[Any]) -> None:
-        syncjobs.create(make_syncjob("daily", task="daily"))
+        # paused: the default schedule ticks every 5 min in Shanghai's trading hours, and a scheduled run of its
+        # own would become the last execution
+        syncjobs.create(make_syncjob("daily", task="daily", paused=True))
         _ready(syncjobs, "daily")
         syncjobs.annotate("daily", {REQUESTED: "go"})
         record = _record(mongo_db, manual_run_id(syncjobs.ns, "daily", "go"), "failed")
@@ -112,7 +114,7 @@ class TestPodsThatIgnoreCancel:
 
     def test_cancel_of_a_pod_that_ignores_it_deletes_its_job_after_the_grace_period(
             self, operator: OperatorProcess, syncjobs: SyncJobs, mongo_db: Database[Any]) -> None:
-        syncjobs.create(make_syncjob("quotes"))
+        syncjobs.create(make_syncjob("quotes", paused=True))  # no scheduled run beside the manual one (see above)
         _ready(syncjobs, "quotes")
         syncjobs.annotate("quotes", {REQUESTED: "go"})
         job_name, run_id = manual_job_name("quotes", "go"), manual_run_id(syncjobs.ns, "quotes", "go")
@@ -143,3 +145,15 @@ def test_a_spec_edit_made_with_kubectl_is_audited_with_its_field_manager_and_wha
     syncjobs.patch_spec("edited", {"description": "second edit"})
     eventually(lambda: mongo_db["scheduler_history"].count_documents({"job_id": "edited", "action": "spec-change"})
                == 2, 30, "the second edit to be audited")
+    # The API's resume (its field manager) is the API's to audit; a removal made after it is not the API's.
+    syncjobs.api.patch_namespaced_custom_object(names.GROUP, names.VERSION, syncjobs.ns, names.PLURAL, "edited",
+                                                {"spec": {"paused": False}}, field_manager=names.FIELD_MANAGER_API)
+    eventually(lambda: syncjobs.cronjob("edited").spec.suspend is False, 30, "the resume applied")
+    cluster.kubectl("patch", "sj", "edited", "-n", syncjobs.ns, "--type=json",
+                    "-p", '[{"op": "remove", "path": "/spec/description"}]')
+    removal = eventually(lambda: mongo_db["scheduler_history"].find_one(
+        {"job_id": "edited", "action": "spec-change", "details.changes.description": {"$exists": True},
+         "details.changes.description.to": None}), 30,
+        "the removal to be audited")
+    assert removal["user"].startswith("unknown") and list(removal["details"]["changes"]) == ["description"]
+    assert mongo_db["scheduler_history"].count_documents({"job_id": "edited", "action": "spec-change"}) == 3
