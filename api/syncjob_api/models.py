@@ -190,6 +190,7 @@ class HistoryStatusFilter(StrEnum):
     SUCCESS = "success"
     FAILED = "failed"
     DENIED = "denied"
+    PENDING = "pending"  # written before a change; its API process stopped before recording the outcome
 
 
 class Action(StrEnum):

@@ -1,9 +1,11 @@
 """The audit trail (scheduler_history): every mutation through the API, allowed, failed or denied, is one entry.
 
 Entries are written by `syncjob.audit.write`, the one writer the operator uses too, so API and operator entries
-share one schema: job_id, namespace, action, status (success | failed | denied), user, via ("api"; the operator
-writes "kubectl" for tokens set with kubectl), target (job or execution id), details, error_message, timestamp.
-An audit write that fails (MongoDB down) is logged and never hides the answer the caller is owed.
+share one schema: job_id, namespace, action, status (success | failed | denied, or pending), user, via ("api"; the
+operator writes "kubectl" for tokens set with kubectl), target (job or execution id), details, error_message,
+timestamp. A mutation's entry is written `pending` before the change and given its outcome after it, so an API
+process that dies in between leaves the entry pending rather than no entry. An audit write that fails (MongoDB
+down) after the change is logged and never hides the answer the caller is owed.
 """
 
 from __future__ import annotations
@@ -64,21 +66,31 @@ def _reason(exc: BaseException) -> str:
 
 @contextmanager
 def audited(db: Database[dict[str, Any]], *, action: models.Action, user: str, target: str,
-            job_id: str | None) -> Iterator[Audit]:
+            job_id: str | None, namespace: str | None = None) -> Iterator[Audit]:
     """Run a mutation and record its outcome: success, or failed with the reason the caller was given.
 
-    A mutation that could not be audited does not happen: MongoDB is checked first (503 when it is down).
+    A mutation that could not be audited does not happen: its entry is written (`pending`) before the block runs,
+    and a MongoDB that refuses it answers 503 with nothing changed. `namespace` is the caller's, when given.
     """
-    db.command("ping")
-    audit = Audit(job_id=job_id, target=target)
+    audit = Audit(job_id=job_id, target=target, namespace=namespace)
+    key = syncjob_audit.begin(db, job_id=job_id, namespace=namespace, action=action.value, user=user, via=VIA,
+                              target=target)  # a PyMongoError here is the API's 503 for MongoDB
     try:
         yield audit
     except BaseException as exc:
-        write(db, job_id=audit.job_id, namespace=audit.namespace, action=action.value, status="failed", user=user,
-              target=audit.target, details=audit.details, error_message=_reason(exc))
+        _finish(db, key, audit, action, user, "failed", _reason(exc))
         raise
-    write(db, job_id=audit.job_id, namespace=audit.namespace, action=action.value, status="success", user=user,
-          target=audit.target, details=audit.details)
+    _finish(db, key, audit, action, user, "success", None)
+
+
+def _finish(db: Database[dict[str, Any]], key: str, audit: Audit, action: models.Action, user: str, status: str,
+            error_message: str | None) -> None:
+    try:
+        syncjob_audit.finish(db, key, status=status, job_id=audit.job_id, namespace=audit.namespace,
+                             target=audit.target, details=audit.details, error_message=error_message)
+    except PyMongoError as exc:  # the entry stays pending, which is what is known
+        log.error("Failed to record %s %s by %s on %s in the audit trail: %s", action.value, status, user,
+                  audit.target, exc)
 
 
 def to_entry(doc: dict[str, Any], tz_name: str) -> models.HistoryEntry:

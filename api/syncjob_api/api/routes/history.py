@@ -23,7 +23,8 @@ def list_history(
     job_id: Annotated[str | None, Query(pattern=models.JOB_ID_PATTERN, max_length=models.JOB_ID_MAX,
                                         description="Only this job's entries.")] = None,
     namespace: NamespaceFilter = None,
-    status: Annotated[models.HistoryStatusFilter | None, Query(description="success, failed or denied.")] = None,
+    status: Annotated[models.HistoryStatusFilter | None, Query(
+        description="success, failed, denied or pending (its API process stopped before the outcome).")] = None,
     action: Annotated[models.Action | None, Query(description="Only this action.")] = None,
     limit: Limit200 = 50,
     offset: Offset = 0,
