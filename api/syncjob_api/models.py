@@ -312,7 +312,8 @@ class HistoryEntry(BaseModel):
     job_id: str | None
     namespace: str | None = None
     action: str | None = Field(description="pause, resume, trigger, metadata, cancel, mark-failed or delete.")
-    status: str | None = Field(description="success, failed or denied.")
+    status: str | None = Field(
+        description="success, failed, denied, or pending (its API process stopped before the outcome).")
     user: str | None = None
     via: str | None = Field(default=None, description="api or kubectl.")
     target: str | None = Field(default=None, description="The job or execution id acted on.")

@@ -278,13 +278,17 @@ def spec_owners(metadata: dict[str, Any]) -> dict[str, str]:
 
 
 def spec_editor(changes: dict[str, Any], owners: dict[str, str]) -> str | None:
-    """Who made a spec edit, as far as managedFields tell: the managers that own the changed fields now. None when
-    the API's own manager owns every changed field (the API audits its pause and resume itself). A removed field
-    has no owner left, so an edit that only removes fields is credited to no one in particular."""
+    """Who made a spec edit, as far as managedFields tell: the managers that own the changed fields now, and
+    `unknown (...)` beside them when a field was removed (a removed field has no owner left). None when the API's
+    own manager owns every changed field: the API audits its pause and resume itself."""
     writers = sorted({owners[name] for name in changes if name in owners})
-    if writers == [names.FIELD_MANAGER_API] and all(name in owners for name in changes):
+    removed = any(name not in owners for name in changes)
+    if writers == [names.FIELD_MANAGER_API] and not removed:
         return None
-    return ", ".join(writers) or "unknown (a removal leaves no field manager: see the Kubernetes audit log)"
+    credited = [field_manager(w) for w in writers]
+    if removed:
+        credited.append("unknown (a removal leaves no field manager: see the Kubernetes audit log)")
+    return ", ".join(credited)
 
 
 def annotation_owners(metadata: dict[str, Any]) -> dict[str, str]:
@@ -300,13 +304,27 @@ def annotation_owners(metadata: dict[str, Any]) -> dict[str, str]:
     return owners
 
 
+def field_manager(name: str) -> str:
+    """How a field manager is named where a user is expected: as what it is, a name its client chose (the person
+    behind it is in the Kubernetes audit log), so that `--field-manager=carol` does not read as carol."""
+    return f"{FIELD_MANAGER_PREFIX}{name}"
+
+
+FIELD_MANAGER_PREFIX = "field-manager:"
+
+
 def requester(annotations: dict[str, str], owners: dict[str, str], token_key: str) -> tuple[str, bool]:
-    """Who asked for a token's action, and whether it came through the API (which audits its own requests)."""
+    """Who asked for a token's action, and whether it came through the API (which audits its own requests).
+
+    A token the API's manager wrote came through the API (only the API's ServiceAccount may write as it:
+    manifests/admission-policy); its `requested-by` names the user only if the API wrote that too. Any other token
+    is credited to the field manager that wrote it."""
     owner = owners.get(token_key)
     by = names.REQUESTER_OF.get(token_key, names.REQUESTED_BY)
-    if owner == names.FIELD_MANAGER_API and owners.get(by) == names.FIELD_MANAGER_API:
-        return annotations.get(by) or names.FIELD_MANAGER_API, True
-    return owner or "kubectl", False
+    if owner == names.FIELD_MANAGER_API:
+        believed = annotations.get(by) if owners.get(by) == names.FIELD_MANAGER_API else None
+        return believed or names.FIELD_MANAGER_API, True
+    return field_manager(owner or "unknown"), False
 
 
 def digest(obj: dict[str, Any]) -> str:

@@ -168,12 +168,13 @@ def test_a_spec_edit_is_described_field_by_field_and_credited_to_its_field_manag
     owners = builders.spec_owners(managed)
     assert owners == {"schedule": "kubectl-client-side-apply", "task": "kubectl-client-side-apply",
                       "paused": "syncjob-api"}
-    assert builders.spec_editor(changes, owners) == "kubectl-client-side-apply, syncjob-api"
+    assert builders.spec_editor(changes, owners) == "field-manager:kubectl-client-side-apply, field-manager:syncjob-api"
     assert builders.spec_editor({"paused": changes["paused"]}, owners) is None  # the API's pause: it audits it
     # A field removed after the API's pause has no owner: not the API's edit, and not credited to it.
     removed = {"tradingHoursOnly": {"from": True, "to": None}}
     assert builders.spec_editor(removed, owners).startswith("unknown")
-    assert builders.spec_editor({**removed, "paused": changes["paused"]}, owners) == "syncjob-api"
+    both = builders.spec_editor({**removed, "paused": changes["paused"]}, owners)  # never the API's name alone
+    assert both.startswith("field-manager:syncjob-api, unknown")
 
 
 def test_requested_by_is_believed_only_when_the_api_wrote_it_with_the_token() -> None:
@@ -184,12 +185,24 @@ def test_requested_by_is_believed_only_when_the_api_wrote_it_with_the_token() ->
     forged = {"managedFields": [{"manager": "kubectl-annotate", "fieldsV1": {"f:metadata": {"f:annotations": {
         f"f:{names.REQUESTED_AT}": {}, f"f:{names.REQUESTED_BY}": {}}}}}]}
     assert builders.requester(ann, builders.annotation_owners(forged), names.REQUESTED_AT) == (
-        "kubectl-annotate", False)
+        "field-manager:kubectl-annotate", False)
+    carol = {"managedFields": [{"manager": "carol", "fieldsV1": {"f:metadata": {"f:annotations": {
+        f"f:{names.REQUESTED_AT}": {}}}}}]}  # `kubectl --field-manager=carol`: a name its client chose
+    assert builders.requester(ann, builders.annotation_owners(carol), names.REQUESTED_AT) == (
+        "field-manager:carol", False)
+    # The API's token with a requested-by someone else rewrote: still the API's request (it audited it), no name.
+    rewritten = {"managedFields": [
+        {"manager": "syncjob-api", "fieldsV1": {"f:metadata": {"f:annotations": {f"f:{names.REQUESTED_AT}": {}}}}},
+        {"manager": "kubectl-annotate", "fieldsV1": {"f:metadata": {"f:annotations": {
+            f"f:{names.REQUESTED_BY}": {}}}}}]}
+    assert builders.requester(ann, builders.annotation_owners(rewritten), names.REQUESTED_AT) == (
+        "syncjob-api", True)
     later = {"managedFields": [
         {"manager": "syncjob-api", "fieldsV1": {"f:metadata": {"f:annotations": {f"f:{names.REQUESTED_BY}": {}}}}},
         {"manager": "kubectl-annotate", "fieldsV1": {"f:metadata": {"f:annotations": {
             f"f:{names.CANCEL_AT}": {}}}}}]}  # bob's cancel after alice's API trigger
-    assert builders.requester(ann, builders.annotation_owners(later), names.CANCEL_AT) == ("kubectl-annotate", False)
+    assert builders.requester(ann, builders.annotation_owners(later), names.CANCEL_AT) == (
+        "field-manager:kubectl-annotate", False)
 
 
 @pytest.mark.parametrize(("task", "deadline"), [("quotes", 900), ("status", 600), ("basics", 3600), ("daily", None),

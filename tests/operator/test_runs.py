@@ -138,7 +138,7 @@ def test_a_spec_edit_made_with_kubectl_is_audited_with_its_field_manager_and_wha
                     "-p", '{"spec": {"paused": true, "schedule": "*/10 9-15 * * 1-5"}}')
     entry = eventually(lambda: mongo_db["scheduler_history"].find_one({"job_id": "edited", "action": "spec-change"}),
                        30, "the spec change to be audited")
-    assert (entry["user"], entry["via"], entry["namespace"]) == ("kubectl-patch", "kubectl", syncjobs.ns)
+    assert (entry["user"], entry["via"], entry["namespace"]) == ("field-manager:kubectl-patch", "kubectl", syncjobs.ns)
     assert entry["details"]["changes"]["paused"] == {"from": False, "to": True}
     assert entry["details"]["changes"]["schedule"]["to"] == "*/10 9-15 * * 1-5"
     operator.restart()  # the same generation is not audited twice

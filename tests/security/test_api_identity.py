@@ -139,7 +139,7 @@ def test_nobody_but_the_api_can_be_credited_as_the_api(writers: tuple[Writer, Wr
 
     # Her own kubectl trigger is hers: credited to her field manager, not to carol.
     assert _annotate(alice, f"{names.REQUESTED_AT}=t4").returncode == 0
-    assert _credited(api) == ("kubectl-annotate", False)
+    assert _credited(api) == ("field-manager:kubectl-annotate", False)
     # Rewriting managedFields to hand her token to the API's manager: refused.
     obj = json.loads(alice.kubectl("get", names.PLURAL, "quotes", "-o", "json", "--show-managed-fields").stdout)
     entries = {e["manager"]: e for e in obj["metadata"]["managedFields"]}
@@ -148,11 +148,11 @@ def test_nobody_but_the_api_can_be_credited_as_the_api(writers: tuple[Writer, Wr
     entries[names.FIELD_MANAGER_API]["fieldsV1"]["f:metadata"]["f:annotations"][field] = theirs.pop(field)
     code, message = alice.http("PUT", obj, user_agent="kubectl/v1.34.4", content_type="application/json")
     assert code == 403 and names.REQUESTED_AT in message, message
-    assert _credited(api) == ("kubectl-annotate", False)
+    assert _credited(api) == ("field-manager:kubectl-annotate", False)
 
     # What she may do stays possible: a cancel, a spec edit, a server-side apply taking a field from the API.
     assert _annotate(alice, f"{names.CANCEL_AT}=c1").returncode == 0
-    assert _credited(api, names.CANCEL_AT) == ("kubectl-annotate", False)
+    assert _credited(api, names.CANCEL_AT) == ("field-manager:kubectl-annotate", False)
     done = api.kubectl("patch", f"--field-manager={names.FIELD_MANAGER_API}", names.PLURAL, "quotes",
                        "--type=merge", "-p", '{"spec": {"paused": true}}')
     assert done.returncode == 0, done.stderr

@@ -66,15 +66,16 @@ def _reason(exc: BaseException) -> str:
 
 @contextmanager
 def audited(db: Database[dict[str, Any]], *, action: models.Action, user: str, target: str,
-            job_id: str | None, namespace: str | None = None) -> Iterator[Audit]:
+            job_id: str | None) -> Iterator[Audit]:
     """Run a mutation and record its outcome: success, or failed with the reason the caller was given.
 
-    A mutation that could not be audited does not happen: its entry is written (`pending`) before the block runs,
-    and a MongoDB that refuses it answers 503 with nothing changed. `namespace` is the caller's, when given.
+    A mutation that could not be audited is not made: its entry is written (`pending`) before the block runs, and
+    a MongoDB that refuses it is the API's 503. The entry gets its namespace only from the block, once the target
+    is found (never from what the caller named: a request must not plant entries in a namespace it cannot see).
     """
-    audit = Audit(job_id=job_id, target=target, namespace=namespace)
-    key = syncjob_audit.begin(db, job_id=job_id, namespace=namespace, action=action.value, user=user, via=VIA,
-                              target=target)  # a PyMongoError here is the API's 503 for MongoDB
+    audit = Audit(job_id=job_id, target=target)
+    key = syncjob_audit.begin(db, job_id=job_id, namespace=None, action=action.value, user=user, via=VIA,
+                              target=target)
     try:
         yield audit
     except BaseException as exc:

@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from kubernetes.client.exceptions import ApiException
 
-from syncjob import names, runs
+from syncjob import names
 from syncjob.executions import Writer, close, delete_finished, request_cancel
 from syncjob.model import ExecutionStatus
 from syncjob_api import models
@@ -63,11 +63,6 @@ def list_executions(
     return Envelope[models.ExecutionPage](data=data, message=f"获取到 {len(data.items)} 条执行记录")
 
 
-def _namespace_of(execution_id: str) -> str | None:
-    """The namespace in one of our run ids, for the audit entry written before the record is read."""
-    return (runs.split_run_id(execution_id) or (None, None))[0]
-
-
 @router.post("/{execution_id}/cancel", response_model=Envelope[models.CancelResult], responses=responses.MUTATE,
              summary="Cancel a running execution", openapi_extra=audited_action(models.Action.CANCEL))
 def cancel_execution(user: AdminUser, ctx: Ctx, db: MongoDep,
@@ -75,8 +70,7 @@ def cancel_execution(user: AdminUser, ctx: Ctx, db: MongoDep,
     """Admin. Flags the record (the pod stops cooperatively) and sets a cancel-at token scoped to this run on its
     SyncJob (the operator deletes the Job if the pod does not stop within the grace period). 409 when the run had
     already finished, naming its status."""
-    with audit.audited(db, action=models.Action.CANCEL, user=user.user, target=execution_id, job_id=None,
-                       namespace=_namespace_of(execution_id)) as a:
+    with audit.audited(db, action=models.Action.CANCEL, user=user.user, target=execution_id, job_id=None) as a:
         doc = executions.find(db, execution_id)
         run_id = str(doc["_id"])
         job_name = doc.get("job_id") if isinstance(doc.get("job_id"), str) else None
@@ -120,8 +114,7 @@ def mark_failed(
     """Admin. Closes a running record as failed (reason MarkedFailed, the given reason as its error message); when
     its Job still has a Pending or Running pod, deletes that Job so the pod stops (the pod also stops on its own when
     it notices that its record was closed). Finished records keep their verdict (409)."""
-    with audit.audited(db, action=models.Action.MARK_FAILED, user=user.user, target=execution_id, job_id=None,
-                       namespace=_namespace_of(execution_id)) as a:
+    with audit.audited(db, action=models.Action.MARK_FAILED, user=user.user, target=execution_id, job_id=None) as a:
         doc = executions.find(db, execution_id)
         run_id = str(doc["_id"])
         a.job_id = doc.get("job_id") if isinstance(doc.get("job_id"), str) else None
@@ -163,8 +156,7 @@ def delete_execution(user: AdminUser, db: MongoDep,
                      execution_id: ExecutionIdPath) -> Envelope[models.DeleteResult]:
     """Admin. Deletes a record that is not running (409 for a running one: cancel or mark it failed first). A
     tombstone keeps every writer from recreating it while its Job still exists."""
-    with audit.audited(db, action=models.Action.DELETE, user=user.user, target=execution_id, job_id=None,
-                       namespace=_namespace_of(execution_id)) as a:
+    with audit.audited(db, action=models.Action.DELETE, user=user.user, target=execution_id, job_id=None) as a:
         doc = executions.find(db, execution_id)
         a.job_id = doc.get("job_id") if isinstance(doc.get("job_id"), str) else None
         a.namespace = doc.get("namespace") if isinstance(doc.get("namespace"), str) else None

@@ -50,9 +50,8 @@ def _job_query(ctx: Ctx, user: Principal, job: JobEntry) -> tuple[list[str], lis
     return stored_ids(job.name), spaces
 
 
-def _audited(ctx: Ctx, action: models.Action, user: str, target: str,
-             namespace: str | None) -> AbstractContextManager[audit.Audit]:
-    return audit.audited(ctx.db, action=action, user=user, target=target, job_id=target, namespace=namespace)
+def _audited(ctx: Ctx, action: models.Action, user: str, target: str) -> AbstractContextManager[audit.Audit]:
+    return audit.audited(ctx.db, action=action, user=user, target=target, job_id=target)
 
 
 @router.get("", response_model=Envelope[list[models.JobPublic]], responses=responses.READ,
@@ -79,7 +78,7 @@ def get_job(user: CurrentUser, ctx: Ctx, job: JobDep) -> Envelope[models.JobDeta
 
 def _set_paused(ctx: Ctx, user: AdminUser, job_id: str, namespace: str | None, paused: bool,
                 action: models.Action) -> Envelope[models.PauseResult]:
-    with _audited(ctx, action, user.user, job_id, namespace) as a:
+    with _audited(ctx, action, user.user, job_id) as a:
         job = user.job(job_id, namespace)
         a.job_id, a.target, a.namespace = job.name, job.name, job.namespace
         a.details = {"paused": paused, "was_paused": job.job.spec.paused}
@@ -117,7 +116,7 @@ def trigger_job(
     the run already requested and not yet started (`joined: true`); the operator starts one Job per token. 422 when
     the spec is invalid; 409 under concurrencyPolicy Forbid while a run is active, and for a forced request while an
     unforced one is pending. The answer names the run id, and whether the Job existed within a few seconds."""
-    with _audited(ctx, models.Action.TRIGGER, user.user, job_id, namespace) as a:
+    with _audited(ctx, models.Action.TRIGGER, user.user, job_id) as a:
         job = user.job(job_id, namespace)
         a.job_id, a.target, a.namespace = job.name, job.name, job.namespace
         a.details = {"force": force}
@@ -153,7 +152,7 @@ def update_metadata(
     namespace: NamespaceQuery = None,
 ) -> Envelope[models.JobMetadataPublic]:
     """Admin. Writes scheduler_metadata; a field left out is unchanged, null removes the override."""
-    with _audited(ctx, models.Action.METADATA, user.user, job_id, namespace) as a:
+    with _audited(ctx, models.Action.METADATA, user.user, job_id) as a:
         job = user.job(job_id, namespace)
         a.job_id, a.target, a.namespace = job.name, job.name, job.namespace
         changes: dict[str, str | None] = {
