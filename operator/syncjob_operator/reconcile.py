@@ -209,7 +209,11 @@ class Reconciler:
     def _ensure_cronjob(self, key: tuple[str, str], sj: SyncJob, outcome: Outcome, actual: dict[str, Any] | None,
                         trust_memo: bool) -> dict[str, Any] | None:
         live_generation = (actual or {}).get("metadata", {}).get("generation")
-        memo = self.applied.get(key)
+        carried = _unaudited((actual or {}).get("unauditedSpecChanges"))
+        reapply = bool(carried) and self.write_spec_audits(sj, carried)
+        if reapply:  # audited at last: apply again, without the annotation that carried them
+            carried = []
+        memo = None if reapply else self.applied.get(key)
         if memo and memo.syncjob_uid != sj.metadata.uid:
             memo = None
         if memo and (memo.syncjob_generation or 0) > (sj.metadata.generation or 0):
@@ -228,7 +232,7 @@ class Reconciler:
         if actual is not None and memo and (memo.digest, memo.cronjob_generation) == (digest, live_generation):
             self.applied[key] = Applied(digest, memo.cronjob, sj.metadata.generation, sj.metadata.uid)
             return actual
-        if (actual is not None and memo is None and actual.get("appliedDigest") == digest
+        if (actual is not None and memo is None and not reapply and actual.get("appliedDigest") == digest
                 and live_generation is not None and live_generation == sj.status.cron_job_generation):
             # Applied by us before a restart (same digest), and its generation is still the one that apply
             # produced, so nobody has changed its spec since (an edit that only removes fields included).
@@ -237,7 +241,9 @@ class Reconciler:
             return actual
         desired["metadata"]["annotations"] = {names.ANNOTATION_APPLIED_DIGEST: digest,
                                               names.ANNOTATION_APPLIED_SPEC: spec}
-        self.audit_spec_change(sj, (actual or {}).get("appliedSpec"), spec)
+        unaudited = carried + self.audit_spec_change(sj, (actual or {}).get("appliedSpec"), spec)
+        if unaudited:  # kept on the CronJob, so that neither MongoDB nor a restart of ours can lose them
+            desired["metadata"]["annotations"][names.ANNOTATION_UNAUDITED_SPEC] = json.dumps(unaudited)
         try:
             applied, created = kube.apply_cronjob(desired)
         except ApiException as exc:
@@ -255,20 +261,34 @@ class Reconciler:
             outcome.events.append(("Normal", f"CronJob{verb}", f"{verb} CronJob {sj.name}"))
         return applied
 
-    def audit_spec_change(self, sj: SyncJob, old: str | None, new: str) -> None:
+    def audit_spec_change(self, sj: SyncJob, old: str | None, new: str) -> list[dict[str, Any]]:
         """A spec edit made outside the API (kubectl apply or patch, Argo CD, Flux) is audited once per generation,
         with the field managers that own the changed fields and what changed; the API audits its own pause and
-        resume (only its ServiceAccount may write as its manager: manifests/admission-policy)."""
+        resume (only its ServiceAccount may write as its manager: manifests/admission-policy). An edit whose entry
+        cannot be written now is returned, to be carried on the CronJob until it can (the CronJob is not held up
+        for the audit trail)."""
         changes = builders.spec_changes(old, new)
         manager = builders.spec_editor(changes, (sj.metadata.model_extra or {}).get("specOwners") or {})
         if not changes or manager is None:
-            return
+            return []
+        edit = {"generation": sj.metadata.generation, "user": manager, "changes": changes}
+        return [] if self.write_spec_audits(sj, [edit]) else [edit]
+
+    def write_spec_audits(self, sj: SyncJob, edits: list[dict[str, Any]]) -> bool:
+        """Write the entries of these spec edits (keyed by generation, so a second write is a no-op); False when
+        MongoDB could not take them."""
         try:
-            records.audit(self.db, job_id=sj.name, namespace=sj.namespace, action="spec-change", status="success",
-                          details={"generation": sj.metadata.generation, "changes": changes}, user=manager,
-                          key=f"spec/{sj.namespace}/{sj.name}/{sj.metadata.uid}/{sj.metadata.generation}")
-        except Exception as exc:  # an audit entry must not hold up the CronJob; the next generation is audited
-            log.warning("Could not audit the spec change of SyncJob %s/%s: %s", sj.namespace, sj.name, exc)
+            for edit in edits:
+                records.audit(self.db, job_id=sj.name, namespace=sj.namespace, action="spec-change",
+                              status="success", details={"generation": edit["generation"],
+                                                         "changes": edit["changes"]},
+                              user=str(edit["user"]),
+                              key=f"spec/{sj.namespace}/{sj.name}/{sj.metadata.uid}/{edit['generation']}")
+        except Exception as exc:
+            log.warning("Could not audit the spec change of SyncJob %s/%s (kept on its CronJob until MongoDB "
+                        "takes it): %s", sj.namespace, sj.name, exc)
+            return False
+        return True
 
     def settled(self, body: dict[str, Any], cronjob: dict[str, Any] | None, now: dt.datetime) -> bool:
         """Whether a pass over this SyncJob would change nothing, judged from the raw body without parsing it.
@@ -629,3 +649,14 @@ def _without_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_nulls(v) for v in value]
     return value
+
+
+def _unaudited(value: Any) -> list[dict[str, Any]]:
+    """The spec edits a CronJob carries unaudited (ANNOTATION_UNAUDITED_SPEC); [] for none or an unreadable value."""
+    if not value:
+        return []
+    try:
+        edits = json.loads(value)
+    except ValueError:
+        return []
+    return [e for e in edits if isinstance(e, dict) and "generation" in e] if isinstance(edits, list) else []

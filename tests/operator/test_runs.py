@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
+from pymongo import MongoClient
 from pymongo.database import Database
 
-from syncjob import names
+from syncjob import mongo, names
 from syncjob.runs import manual_job_name, manual_run_id
+from testbed.mongo import MongoServer
 from tests.conftest import make_syncjob
-from tests.operator.conftest import OperatorProcess, SyncJobs, eventually
+from tests.operator.conftest import OperatorProcess, SyncJobs, eventually, mongo_uri_for
 
 REQUESTED, FORCE, CANCEL = names.REQUESTED_AT, names.FORCE_AT, names.CANCEL_AT
 
@@ -157,3 +163,35 @@ def test_a_spec_edit_made_with_kubectl_is_audited_with_its_field_manager_and_wha
         "the removal to be audited")
     assert removal["user"].startswith("unknown") and list(removal["details"]["changes"]) == ["description"]
     assert mongo_db["scheduler_history"].count_documents({"job_id": "edited", "action": "spec-change"}) == 3
+
+
+def test_a_spec_edit_applied_while_mongodb_is_down_is_audited_once_it_is_back_across_a_restart(
+        cluster: Any, k8s: client.ApiClient, namespace: str, syncjob_crd: str, own_mongo: MongoServer,
+        tmp_path: Path) -> None:
+    db = MongoClient(own_mongo.uri, tz_aware=True)["edits"]
+    op = OperatorProcess(cluster, namespace, mongo_uri_for(own_mongo, db), tmp_path / "operator-logs",
+                         ["sh", "-c", "exit 0"], {"RESYNC_SECONDS": "2"}).start()
+    try:
+        syncjobs = SyncJobs(k8s, namespace)
+        syncjobs.create(make_syncjob("edited", paused=True))
+        _ready(syncjobs, "edited")
+        own_mongo.stop()
+        cluster.kubectl("patch", "sj", "edited", "-n", namespace, "--type=merge",
+                        "-p", '{"spec": {"schedule": "*/10 9-15 * * 1-5"}}')
+        # The CronJob is not held up for the audit trail; the edit travels on it until MongoDB takes it.
+        carried = eventually(lambda: (cj := syncjobs.cronjob("edited")).spec.schedule == "*/10 9-15 * * 1-5"
+                             and (cj.metadata.annotations or {}).get(names.ANNOTATION_UNAUDITED_SPEC), 30,
+                             "the edit applied, its audit entry carried on the CronJob")
+        assert json.loads(carried)[0]["changes"]["schedule"]["to"] == "*/10 9-15 * * 1-5"
+        op.restart()  # the operator's memory is not where it is kept
+        own_mongo.start()
+        entry = eventually(lambda: db[mongo.HISTORY].find_one({"job_id": "edited", "action": "spec-change"}), 30,
+                           "the spec change to be audited once MongoDB is back")
+        assert entry["user"] == "field-manager:kubectl-patch" and entry["details"]["generation"] == 2
+        assert entry["details"]["changes"]["schedule"] == {"from": "*/5 9-15 * * 1-5", "to": "*/10 9-15 * * 1-5"}
+        eventually(lambda: names.ANNOTATION_UNAUDITED_SPEC not in (syncjobs.cronjob("edited").metadata.annotations
+                                                                   or {}), 30, "the carried edit taken off")
+        time.sleep(3)  # more than a resync period: written once
+        assert db[mongo.HISTORY].count_documents({"job_id": "edited", "action": "spec-change"}) == 1
+    finally:
+        op.stop()
