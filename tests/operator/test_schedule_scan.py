@@ -60,6 +60,16 @@ def test_a_schedule_edit_between_a_miss_and_its_deadline_keeps_the_miss() -> Non
     assert due == [at(10, 30)]
 
 
+
+def test_a_schedule_edited_while_the_operator_was_down_is_judged_by_what_the_cronjob_ran() -> None:
+    """Until the operator applies an edit the CronJob keeps the old schedule: its times are the ones that were due."""
+    state, _ = run(spec(schedule="0 * * * *"), None, at(9, 0, 30))
+    # The operator stops; at some point the schedule becomes :30; the operator sees it at 12:00:20.
+    state, due = run(spec(schedule="30 * * * *"), state, at(12, 0, 20))
+    assert due == [at(9, 0), at(10, 0), at(11, 0)]  # 12:00's starting deadline has not passed yet
+    state, due = run(spec(schedule="30 * * * *"), state, at(12, 40))
+    assert due == [at(12, 0), at(12, 30)]  # none of 09:30..11:30 (the CronJob never had them)
+
 def test_a_time_is_judged_once() -> None:
     state, _ = run(spec(), None, at(9, 0))
     state, first = run(spec(), state, at(9, 5))
