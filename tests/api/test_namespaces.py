@@ -197,6 +197,8 @@ def test_every_read_returns_only_the_namespaces_the_caller_may_list(api: Api) ->
                 return bool(total == listed == cached)
             FixtureApi.wait_for(counts_agree, f"{who}'s job counts to agree with the jobs listed")
         assert stats["executions_running"] == 2 * len(user.reads)
+        running = api.call("GET", "/dashboard/running", who).json()["data"]  # the live feed's polling fallback
+        assert len(running) == 2 * len(user.reads) and {r["namespace"] for r in running} == user.reads, who
 
         everything = "".join(api.call("GET", p, who, params={"limit": 200}).text for p in READ_PATHS)
         for ns in set(BOTH) - user.reads:  # another namespace's errors, tracebacks and users never show

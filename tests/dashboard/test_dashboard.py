@@ -31,6 +31,27 @@ def row(page: Page, name: str) -> Any:
     return page.locator(f"tr[data-job='{name}']")
 
 
+def bar(card: Any) -> int | None:
+    """The progress bar's value on a run's card; None once the card has left the list."""
+    if card.count() == 0:
+        return None
+    try:
+        return int(card.get_by_test_id("progress").get_attribute("aria-valuenow", timeout=1000) or 0)
+    except Exception:  # the card left the list between the count and the read
+        return None
+
+
+def trigger_from_the_page(page: Page, web: WebApi, name: str) -> Any:
+    """Trigger a job from the job table (the answer shown is 200) and open its card in Runs now."""
+    page.goto(f"{web.url}/dashboard/#/jobs")
+    row(page, name).locator("button[data-action=trigger]").click()
+    expect(page.get_by_test_id("answer")).to_have_attribute("data-status", "200")
+    page.click("a[href='#/runs']")
+    card = page.locator("article.card").filter(has_text=name)
+    expect(card).to_be_visible(timeout=30_000)
+    return card
+
+
 def test_a_viewer_reads_the_job_table_as_the_api_serves_it_and_has_no_action_controls(
         web: WebApi, api: Api, page: Page, mongo_db: Database[Any]) -> None:
     for i, (task, sources) in enumerate([("daily", ["tushare", "akshare", "file"]), ("quotes", ["file"]),
@@ -110,11 +131,7 @@ def test_an_admin_runs_pauses_resumes_and_cancels_from_the_page_with_live_progre
     delays: list[float] = []
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        if card.count() == 0:
-            break
-        try:
-            value = int(card.get_by_test_id("progress").get_attribute("aria-valuenow", timeout=1000) or 0)
-        except Exception:  # the card left the list between the count and the read
+        if (value := bar(card)) is None:
             break
         if not seen or value != seen[-1]:
             seen.append(value)
@@ -161,12 +178,7 @@ def test_an_admin_runs_pauses_resumes_and_cancels_from_the_page_with_live_progre
     shoot(page, "job")
 
     # cancel a running run from its card (confirmed): it ends cancelled
-    page.goto(f"{web.url}/dashboard/#/jobs")
-    row(page, "slow-run").locator("button[data-action=trigger]").click()
-    expect(page.get_by_test_id("answer")).to_have_attribute("data-status", "200")
-    page.click("a[href='#/runs']")
-    slow = page.locator("article.card").filter(has_text="slow-run")
-    expect(slow).to_be_visible(timeout=30_000)
+    slow = trigger_from_the_page(page, web, "slow-run")
     eventually(lambda: (mongo_db[mongo.EXECUTIONS].find_one({"job_id": "slow-run"}) or {}).get("attempt"), 30,
                "the slow run's pod to begin")
     # a second trigger while the run is active, under concurrencyPolicy Forbid: the API's 409 is shown verbatim
@@ -229,3 +241,30 @@ def test_an_unknown_token_in_the_session_returns_to_sign_in_with_a_message(web: 
     expect(page.locator("#token")).to_be_visible()
     expect(page.get_by_test_id("signin-error")).to_contain_text("Invalid or expired token")
     shoot(page, "signin")
+
+
+def test_with_the_event_stream_blocked_the_page_polls_and_still_shows_progress_and_the_verdict(
+        web: WebApi, api: Api, page: Page, operator: OperatorProcess, syncjobs: SyncJobs,
+        mongo_db: Database[Any]) -> None:
+    """A proxy that blocks Server-Sent Events: the page falls back to polling GET /dashboard/running every 2 s."""
+    syncjobs.create(real_sync("polled-run", delay=2, options={"progress_interval_seconds": 1}))
+    ready(syncjobs, "polled-run")
+    page.route("**/api/scheduler/stream/runs*", lambda route: route.abort())
+    sign_in(page, web, ADMIN)
+    page.click("a[href='#/runs']")
+    badge = page.get_by_test_id("live")
+    expect(badge).to_have_attribute("data-mode", "polling", timeout=30_000)  # after 3 failed connections
+    expect(badge).to_contain_text("轮询")
+
+    card = trigger_from_the_page(page, web, "polled-run")
+    seen: list[int] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (value := bar(card)) is not None:
+        if not seen or value != seen[-1]:
+            seen.append(value)
+        time.sleep(0.2)
+    assert len([v for v in seen if 0 < v < 100]) >= 2, f"the bar did not move while polling: {seen}"
+    finished = page.get_by_test_id("finished").locator("tr").filter(has_text="polled-run").first
+    expect(finished).to_have_attribute("data-status", "success", timeout=30_000)
+    assert mongo_db[mongo.EXECUTIONS].find_one({"job_id": "polled-run"})["status"] == "success"
+    expect(badge).to_have_attribute("data-mode", "polling")  # the stream stayed blocked throughout

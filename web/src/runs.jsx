@@ -42,7 +42,7 @@ export function RunsNow({ feed, admin }) {
   const finished = [...feed.ended, ...recent.filter((r) => !endedIds.has(r.id) && !feed.running[r.id])].slice(0, 50)
   return (
     <section>
-      <h1>{t('runsNow')} <span class={`badge ${feed.live ? 's-success' : 's-skipped'}`} data-testid="live">{feed.live ? t('live') : t('reconnecting')}</span></h1>
+      <h1>{t('runsNow')} <span class={`badge ${feed.live ? 's-success' : 's-skipped'}`} data-testid="live" data-mode={feed.mode}>{feed.live ? t('live') : feed.mode === 'polling' ? t('polling') : t('reconnecting')}</span></h1>
       {!running.length && <p class="muted" data-testid="no-running">{t('noRunning')}</p>}
       <div class="cards" data-testid="running">
         {running.map((r) => {

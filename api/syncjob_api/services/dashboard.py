@@ -39,6 +39,7 @@ RUN_ROW_FIELDS = ("job_id", "namespace", "status", "reason", "trigger", "is_manu
                   "started_at", "heartbeat_at", "finished_at", "execution_time", "cancel_requested",
                   "error_message", "timestamp")
 RUN_ROW_PROJECTION = {name: 1 for name in RUN_ROW_FIELDS}
+FEED_LIMIT = 500  # the newest running runs the live feed carries; more than a page can show
 
 
 def matches(entry: JobEntry, meta: dict[str, Any] | None, namespace: str | None, task: str | None,
@@ -197,6 +198,12 @@ def run_row(doc: dict[str, Any], tz_for: executions.TzFor) -> dict[str, Any]:
         row[name] = render(doc.get(name), tz)
     row["current_item"] = executions._jsonable(doc.get("current_item"))
     return row
+
+
+def running(db: Database[dict[str, Any]], limit: int, scope: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The running records (newest first), as the live feed and its polling fallback read them."""
+    query = {**(scope or {}), "status": ExecutionStatus.RUNNING.value}
+    return list(executions.collection(db).find(query, RUN_ROW_PROJECTION).sort("timestamp", -1).limit(limit))
 
 
 def recent_finished(db: Database[dict[str, Any]], limit: int,

@@ -101,6 +101,16 @@ def run_detail(user: CurrentUser, ctx: Ctx, db: MongoDep,
                                   message=f"获取执行记录 {execution_id} 成功")
 
 
+@router.get("/running", response_model=Envelope[list[dm.RunRow]], responses=responses.READ,
+            summary="Running runs (the live feed's polling fallback)")
+def running_runs(user: CurrentUser, ctx: Ctx, db: MongoDep) -> Envelope[list[dm.RunRow]]:
+    """The running runs the caller may see, newest first, in the live feed's row shape: what the page polls when
+    its event stream cannot get through (a proxy that buffers or blocks Server-Sent Events)."""
+    rows = [dm.RunRow.model_validate(dashboard.run_row(d, ctx.tz_for))
+            for d in dashboard.running(db, dashboard.FEED_LIMIT, user.scope.query())]
+    return Envelope[list[dm.RunRow]](data=rows, message=f"获取到 {len(rows)} 个运行中的执行记录")
+
+
 @router.get("/runs", response_model=Envelope[list[dm.RunRow]], responses=responses.READ,
             summary="Recently finished runs")
 def recent_runs(user: CurrentUser, ctx: Ctx, db: MongoDep,

@@ -34,7 +34,6 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pymongo.errors import PyMongoError
 
-from syncjob.model import ExecutionStatus
 from syncjob_api.api import responses
 from syncjob_api.api.deps import Credentials, Ctx, CurrentUser, require_viewer
 from syncjob_api.context import AppContext
@@ -50,7 +49,6 @@ router = APIRouter(prefix="/stream", tags=["stream"])
 TICKET_SECONDS = 30
 STREAM_MAX_SECONDS = float(os.environ.get("STREAM_MAX_SECONDS", "300"))
 POLL_SECONDS = 0.5
-FEED_LIMIT = 500  # the newest running runs; more than a page can show
 _SECRET = os.environ.get("STREAM_TICKET_SECRET", "").encode() or secrets.token_bytes(32)
 
 
@@ -145,9 +143,8 @@ class RunFeed:
 
     def poll(self) -> None:
         coll = executions.collection(self.ctx.db)
-        docs = coll.find({"status": ExecutionStatus.RUNNING.value},
-                         dashboard.RUN_ROW_PROJECTION).sort("timestamp", -1).limit(FEED_LIMIT)
-        rows = {str(d["_id"]): dashboard.run_row(d, self.ctx.tz_for) for d in docs}
+        rows = {str(d["_id"]): dashboard.run_row(d, self.ctx.tz_for)
+                for d in dashboard.running(self.ctx.db, dashboard.FEED_LIMIT)}
         gone = [rid for rid in self.rows if rid not in rows]
         now = time.monotonic()
         ended = {k: v for k, v in self.ended.items() if now - v[0] < 60}
