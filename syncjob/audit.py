@@ -11,6 +11,7 @@ gives it its outcome after, so a writer that dies in between leaves a `pending` 
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -25,10 +26,12 @@ PENDING = "pending"  # written ahead of a change; its writer stopped before it c
 
 def write(db: Database[Any], *, job_id: str | None, namespace: str | None, action: str, status: str, user: str,
           via: str, target: str | None, details: dict[str, Any] | None = None, error_message: str | None = None,
-          key: str | None = None) -> bool:
-    """Write one entry; with `key`, only if no entry of that key exists. True if this call wrote it."""
+          key: str | None = None, timestamp: dt.datetime | None = None) -> bool:
+    """Write one entry; with `key`, only if no entry of that key exists. True if this call wrote it. `timestamp`:
+    when it happened, for an entry written later than that (default: now)."""
     doc = {"job_id": job_id, "namespace": namespace, "action": action, "status": status, "user": user, "via": via,
-           "target": target, "details": details or {}, "error_message": error_message, "timestamp": utcnow()}
+           "target": target, "details": details or {}, "error_message": error_message,
+           "timestamp": timestamp or utcnow()}
     coll = db[mongo.HISTORY]
     if key is None:
         coll.insert_one(doc)

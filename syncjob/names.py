@@ -45,9 +45,6 @@ ANNOTATION_SCHEDULED_TIME = "batch.kubernetes.io/cronjob-scheduled-timestamp"  #
 ANNOTATION_APPLIED_DIGEST = f"{GROUP}/applied-digest"
 # ...and the SyncJob spec it was built from (JSON), so that a spec edit can be audited with what changed.
 ANNOTATION_APPLIED_SPEC = f"{GROUP}/applied-spec"
-# ...and the spec edits applied while their audit entries could not be written (MongoDB down): a JSON list of
-# {generation, user, changes}, written on the next pass that reaches MongoDB and then removed (docs/mongodb.md).
-ANNOTATION_UNAUDITED_SPEC = f"{GROUP}/unaudited-spec-changes"
 
 # Server-side apply / patch field managers.
 FIELD_MANAGER_OPERATOR = "syncjob-operator"

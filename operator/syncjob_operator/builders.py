@@ -221,7 +221,6 @@ def cronjob_summary(metadata: dict[str, Any], status: dict[str, Any]) -> dict[st
         "status": {"lastScheduleTime": status.get("lastScheduleTime")},
         "appliedDigest": (metadata.get("annotations") or {}).get(names.ANNOTATION_APPLIED_DIGEST),
         "appliedSpec": (metadata.get("annotations") or {}).get(names.ANNOTATION_APPLIED_SPEC),
-        "unauditedSpecChanges": (metadata.get("annotations") or {}).get(names.ANNOTATION_UNAUDITED_SPEC),
     }
 
 

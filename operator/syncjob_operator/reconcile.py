@@ -133,6 +133,22 @@ def execution_status(db: Any, sj: SyncJob, jobs: list[dict[str, Any]],
     return out
 
 
+MAX_UNAUDITED_EDITS = 100  # per SyncJob, kept while MongoDB is down; beyond, the oldest is dropped (and logged)
+
+
+@dataclass(frozen=True)
+class SpecEdit:
+    """A spec edit whose audit entry is still to be written."""
+
+    namespace: str
+    name: str
+    uid: str | None
+    generation: int | None
+    user: str
+    changes: dict[str, Any]
+    at: dt.datetime  # when the operator applied it: the entry's time
+
+
 @dataclass
 class Applied:
     """What the operator last applied to one CronJob, and what that produced."""
@@ -152,6 +168,9 @@ class Reconciler:
     def __init__(self, settings: OperatorSettings) -> None:
         self.settings = settings
         self.applied: dict[tuple[str, str], Applied] = {}  # (namespace, name) -> what we applied to its CronJob
+        # Spec edits applied while their audit entries could not be written (MongoDB down), retried by later passes
+        # (in memory only: an operator restart before MongoDB is back loses them; docs/mongodb.md).
+        self.unaudited: dict[tuple[str, str], list[SpecEdit]] = {}
         # (namespace, name) -> tokens acted on, by annotation: status may lag behind in a watch cache
         self.handled: dict[tuple[str, str], dict[str, str]] = {}
         self._locks: dict[tuple[str, str], threading.RLock] = {}
@@ -162,7 +181,11 @@ class Reconciler:
         return records.database(self.settings.mongo_uri)
 
     def forget(self, namespace: str, name: str, uid: str | None) -> None:
-        """Drop what is remembered of a deleted SyncJob."""
+        """Drop what is remembered of a deleted SyncJob (its unaudited edits get one last try)."""
+        edits = self.unaudited.pop((namespace, name), [])
+        if edits and not self.write_spec_audits(edits):
+            log.error("Lost the audit entries of %d spec edits of deleted SyncJob %s/%s (MongoDB down): %s",
+                      len(edits), namespace, name, edits)
         self.applied.pop((namespace, name), None)
         self.handled.pop((namespace, name), None)
         with self._locks_lock:
@@ -174,6 +197,8 @@ class Reconciler:
 
     def prune(self, live: set[tuple[str, str]]) -> None:
         """Drop what is remembered of SyncJobs no longer in the cluster (a pass may write after `forget`)."""
+        for key in [k for k in self.unaudited if k not in live]:
+            self.forget(*key, None)
         for key in [k for k in self.applied if k not in live]:
             self.applied.pop(key, None)
         for key in [k for k in self.handled if k not in live]:
@@ -208,12 +233,10 @@ class Reconciler:
 
     def _ensure_cronjob(self, key: tuple[str, str], sj: SyncJob, outcome: Outcome, actual: dict[str, Any] | None,
                         trust_memo: bool) -> dict[str, Any] | None:
+        if self.unaudited.get(key) and self.write_spec_audits(self.unaudited[key]):
+            del self.unaudited[key]  # MongoDB is back: the edits applied while it was down are audited
         live_generation = (actual or {}).get("metadata", {}).get("generation")
-        carried = _unaudited((actual or {}).get("unauditedSpecChanges"))
-        reapply = bool(carried) and self.write_spec_audits(sj, carried)
-        if reapply:  # audited at last: apply again, without the annotation that carried them
-            carried = []
-        memo = None if reapply else self.applied.get(key)
+        memo = self.applied.get(key)
         if memo and memo.syncjob_uid != sj.metadata.uid:
             memo = None
         if memo and (memo.syncjob_generation or 0) > (sj.metadata.generation or 0):
@@ -232,7 +255,7 @@ class Reconciler:
         if actual is not None and memo and (memo.digest, memo.cronjob_generation) == (digest, live_generation):
             self.applied[key] = Applied(digest, memo.cronjob, sj.metadata.generation, sj.metadata.uid)
             return actual
-        if (actual is not None and memo is None and not reapply and actual.get("appliedDigest") == digest
+        if (actual is not None and memo is None and actual.get("appliedDigest") == digest
                 and live_generation is not None and live_generation == sj.status.cron_job_generation):
             # Applied by us before a restart (same digest), and its generation is still the one that apply
             # produced, so nobody has changed its spec since (an edit that only removes fields included).
@@ -241,9 +264,7 @@ class Reconciler:
             return actual
         desired["metadata"]["annotations"] = {names.ANNOTATION_APPLIED_DIGEST: digest,
                                               names.ANNOTATION_APPLIED_SPEC: spec}
-        unaudited = carried + self.audit_spec_change(sj, (actual or {}).get("appliedSpec"), spec)
-        if unaudited:  # kept on the CronJob, so that neither MongoDB nor a restart of ours can lose them
-            desired["metadata"]["annotations"][names.ANNOTATION_UNAUDITED_SPEC] = json.dumps(unaudited)
+        self.audit_spec_change(sj, (actual or {}).get("appliedSpec"), spec)
         try:
             applied, created = kube.apply_cronjob(desired)
         except ApiException as exc:
@@ -261,32 +282,36 @@ class Reconciler:
             outcome.events.append(("Normal", f"CronJob{verb}", f"{verb} CronJob {sj.name}"))
         return applied
 
-    def audit_spec_change(self, sj: SyncJob, old: str | None, new: str) -> list[dict[str, Any]]:
+    def audit_spec_change(self, sj: SyncJob, old: str | None, new: str) -> None:
         """A spec edit made outside the API (kubectl apply or patch, Argo CD, Flux) is audited once per generation,
         with the field managers that own the changed fields and what changed; the API audits its own pause and
-        resume (only its ServiceAccount may write as its manager: manifests/admission-policy). An edit whose entry
-        cannot be written now is returned, to be carried on the CronJob until it can (the CronJob is not held up
-        for the audit trail)."""
+        resume (only its ServiceAccount may write as its manager: manifests/admission-policy). The CronJob is not
+        held up for the audit trail: an entry MongoDB cannot take now is kept and written by a later pass, with the
+        time of the edit."""
         changes = builders.spec_changes(old, new)
         manager = builders.spec_editor(changes, (sj.metadata.model_extra or {}).get("specOwners") or {})
         if not changes or manager is None:
-            return []
-        edit = {"generation": sj.metadata.generation, "user": manager, "changes": changes}
-        return [] if self.write_spec_audits(sj, [edit]) else [edit]
+            return
+        edit = SpecEdit(sj.namespace, sj.name, sj.metadata.uid, sj.metadata.generation, manager, changes, _now())
+        if not self.write_spec_audits([edit]):
+            kept = self.unaudited.setdefault((sj.namespace, sj.name), [])
+            kept.append(edit)
+            if len(kept) > MAX_UNAUDITED_EDITS:
+                log.error("Dropped the audit entry of spec edit %s (MongoDB down for %d edits of one SyncJob)",
+                          kept.pop(0), MAX_UNAUDITED_EDITS)
 
-    def write_spec_audits(self, sj: SyncJob, edits: list[dict[str, Any]]) -> bool:
-        """Write the entries of these spec edits (keyed by generation, so a second write is a no-op); False when
-        MongoDB could not take them."""
+    def write_spec_audits(self, edits: list[SpecEdit]) -> bool:
+        """Write these spec edits' entries (keyed by SyncJob uid and generation: a second write is a no-op); False
+        when MongoDB could not take them."""
         try:
             for edit in edits:
-                records.audit(self.db, job_id=sj.name, namespace=sj.namespace, action="spec-change",
-                              status="success", details={"generation": edit["generation"],
-                                                         "changes": edit["changes"]},
-                              user=str(edit["user"]),
-                              key=f"spec/{sj.namespace}/{sj.name}/{sj.metadata.uid}/{edit['generation']}")
+                records.audit(self.db, job_id=edit.name, namespace=edit.namespace, action="spec-change",
+                              status="success", details={"generation": edit.generation, "changes": edit.changes},
+                              user=edit.user, timestamp=edit.at,
+                              key=f"spec/{edit.namespace}/{edit.name}/{edit.uid}/{edit.generation}")
         except Exception as exc:
-            log.warning("Could not audit the spec change of SyncJob %s/%s (kept on its CronJob until MongoDB "
-                        "takes it): %s", sj.namespace, sj.name, exc)
+            log.warning("Could not audit %d spec edits of SyncJob %s/%s (kept to retry): %s; %s", len(edits),
+                        edits[0].namespace, edits[0].name, exc, edits)
             return False
         return True
 
@@ -649,14 +674,3 @@ def _without_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_nulls(v) for v in value]
     return value
-
-
-def _unaudited(value: Any) -> list[dict[str, Any]]:
-    """The spec edits a CronJob carries unaudited (ANNOTATION_UNAUDITED_SPEC); [] for none or an unreadable value."""
-    if not value:
-        return []
-    try:
-        edits = json.loads(value)
-    except ValueError:
-        return []
-    return [e for e in edits if isinstance(e, dict) and "generation" in e] if isinstance(edits, list) else []

@@ -253,7 +253,8 @@ def last_time_with_status(db: Database[Any], job_id: str, namespace: str,
 
 
 def audit(db: Database[Any], *, job_id: str, namespace: str, action: str, status: str,
-          details: dict[str, Any], key: str, user: str = "kubectl", error_message: str | None = None) -> bool:
+          details: dict[str, Any], key: str, user: str = "kubectl", error_message: str | None = None,
+          timestamp: dt.datetime | None = None) -> bool:
     """Actions requested with kubectl annotations reach the same audit trail as the API's own entries, once each
     (keyed by the run or token, so an operator that died after acting and acts again writes no second entry).
 
@@ -261,4 +262,5 @@ def audit(db: Database[Any], *, job_id: str, namespace: str, action: str, status
     as `kubectl` and the API server's audit log has the name.
     """
     return audit_trail.write(db, job_id=job_id, namespace=namespace, action=action, status=status, user=user,
-                             via="kubectl", target=job_id, details=details, error_message=error_message, key=key)
+                             via="kubectl", target=job_id, details=details, error_message=error_message, key=key,
+                             timestamp=timestamp)
