@@ -200,8 +200,9 @@ def api_trigger(target: Target) -> dict[str, Any]:
     if len(runs) != 1 or runs[0].get("trigger") != "manual":
         raise ScenarioError(f"want one manual record, got {[(r['_id'], r.get('trigger')) for r in runs]}")
     asker = f"system:serviceaccount:{target.namespace}:scenario-admin"
-    if runs[0].get("requested_by") != asker:
-        raise ScenarioError(f"record {runs[0]['_id']} says requested_by {runs[0].get('requested_by')!r}, want {asker}")
+    asked = target.database()["scheduler_history"].find_one({"action": "trigger", "details.run_id": runs[0]["_id"]})
+    if (asked or {}).get("user") != asker or (asked or {}).get("status") != "success":
+        raise ScenarioError(f"the audit entry of run {runs[0]['_id']} is {asked}, want a success by {asker}")
     _, listed = call_api(target, "GET", f"/api/scheduler/jobs/{DEMO_JOB}/executions", token)
     if runs[0]["_id"] not in json.dumps(listed, ensure_ascii=False):
         raise ScenarioError(f"the API does not list run {runs[0]['_id']}: {listed}")
