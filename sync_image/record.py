@@ -201,12 +201,15 @@ class ExecutionReporter:
     # -- the verdict ---------------------------------------------------------------------------------------------
 
     def close(self, status: ExecutionStatus, *, reason: str | None = None, unless_cancel_requested: bool = False,
-              **fields: Any) -> bool:
+              attempt_fields: dict[str, Any] | None = None, **fields: Any) -> bool:
         """Give the record its verdict if it is still running (and, with `unless_cancel_requested`, no cancel was
-        requested). True if this call closed it."""
+        requested), with this attempt's outcome in the same write. True if this call closed it."""
         self.stop_heartbeat()
+        attempt = executions.AttemptEnd(self.attempt, status.value, reason, fields.get("error_message"),
+                                        attempt_fields or {})
         return self.retry(lambda: executions.close(self.db, self.run_id, status, Writer.POD, reason=reason,
-                                                   unless_cancel_requested=unless_cancel_requested, **fields),
+                                                   unless_cancel_requested=unless_cancel_requested,
+                                                   attempt=attempt, **fields),
                           f"final status of run {self.run_id}")
 
     def status(self) -> str | None:

@@ -328,14 +328,15 @@ class Runner:
                          self.attempt, self.name, reason)
                 return ExitCode.FAILED
         if status is ExecutionStatus.SUCCESS:
-            if self.reporter.close(status, reason=reason, unless_cancel_requested=True, **fields):
+            if self.reporter.close(status, reason=reason, unless_cancel_requested=True,
+                                   attempt_fields=_attempt_fields(fields), **fields):
                 return self._recorded(status, reason, fields)
             return self._late_cancel(fields)
         return self._close(status, reason=reason, exit_code=exit_code, **fields)
 
     def _close(self, status: ExecutionStatus, *, reason: str | None, exit_code: ExitCode | None = None,
                **fields: Any) -> ExitCode:
-        if self.reporter.close(status, reason=reason, **fields):
+        if self.reporter.close(status, reason=reason, attempt_fields=_attempt_fields(fields), **fields):
             return self._recorded(status, reason, fields, exit_code)
         final = self.reporter.status()
         log.info("Left run %s as %s: another writer closed its record first", self.name, final)
@@ -343,9 +344,7 @@ class Runner:
 
     def _recorded(self, status: ExecutionStatus, reason: str | None, fields: dict[str, Any],
                   exit_code: ExitCode | None = None) -> ExitCode:
-        self.reporter.end_attempt(status.value, reason=reason, error_message=fields.get("error_message"),
-                                  **_attempt_fields(fields))
-        log.info("Recorded run %s as %s", self.name, status.value)
+        log.info("Recorded run %s as %s", self.name, status.value)  # with this attempt's entry, in one write
         return exit_code if exit_code is not None else EXIT_FOR_STATUS[status.value]
 
     def _late_cancel(self, fields: dict[str, Any]) -> ExitCode:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -145,9 +146,11 @@ def record_not_run(db: Database[Any], ident: dict[str, Any], status: ExecutionSt
 
 
 def close(db: Database[Any], run_id: str, status: ExecutionStatus, writer: Writer, *,
-          reason: str | None = None, unless_cancel_requested: bool = False, **fields: Any) -> bool:
-    """Give a running record its verdict. True if this call closed it; False if it was not running (another
-    writer's verdict stands) or, with `unless_cancel_requested`, a cancel was requested meanwhile."""
+          reason: str | None = None, unless_cancel_requested: bool = False, attempt: AttemptEnd | None = None,
+          **fields: Any) -> bool:
+    """Give a running record its verdict, with the deciding attempt's entry in the same write. True if this call
+    closed it; False if it was not running (another writer's verdict stands) or, with `unless_cancel_requested`, a
+    cancel was requested meanwhile."""
     check(S.RUNNING, status, writer)
     now = utcnow()
     query: dict[str, Any] = {"_id": run_id, "status": S.RUNNING.value}
@@ -162,6 +165,8 @@ def close(db: Database[Any], run_id: str, status: ExecutionStatus, writer: Write
         values["reason"] = reason
     if "execution_time" not in fields:
         values["execution_time"] = execution_seconds(record.get("started_at"), now)
+    if attempt is not None and attempt.number >= 1:
+        values.update(attempt.values())
     result = _coll(db).update_one(query, {"$set": values})
     if result.modified_count != 1:
         return False
@@ -217,27 +222,51 @@ def cancelled_verdict(record: dict[str, Any] | None) -> tuple[str, str]:
 # -- attempts -------------------------------------------------------------------------------------------------
 
 def begin_attempt(db: Database[Any], run_id: str, pod: str) -> int:
-    """A pod starts working on a running run; returns its attempt number (1 for the first pod)."""
-    now = utcnow()
-    record = _coll(db).find_one_and_update(
-        {"_id": run_id, "status": S.RUNNING.value},
-        {"$inc": {"attempt": 1}, "$push": {"attempts": {"pod": pod, "started_at": now}},
-         "$set": {"heartbeat_at": now, "updated_at": now, "pod_started_at": now, "progress": 0,
-                  "processed_items": 0, "progress_message": None, "current_item": None}},
-        projection={"attempt": 1}, return_document=ReturnDocument.AFTER)
-    return int((record or {}).get("attempt") or 0)
+    """A pod starts working on a running run; returns its attempt number (1 for the first pod), 0 if the record
+    is not running. The entry carries its number from the start (a conditional update on the count it read)."""
+    coll = _coll(db)
+    while True:
+        record = coll.find_one({"_id": run_id, "status": S.RUNNING.value}, {"attempt": 1})
+        if record is None:
+            return 0
+        seen = record.get("attempt")
+        number = int(seen or 0) + 1
+        now = utcnow()
+        result = coll.update_one(
+            {"_id": run_id, "status": S.RUNNING.value, "attempt": seen},
+            {"$push": {"attempts": {"number": number, "pod": pod, "started_at": now}},
+             "$set": {"attempt": number, "heartbeat_at": now, "updated_at": now, "pod_started_at": now,
+                      "progress": 0, "processed_items": 0, "progress_message": None, "current_item": None}})
+        if result.modified_count == 1:
+            return number
+
+
+@dataclass(frozen=True)
+class AttemptEnd:
+    """What one attempt came to (`outcome`: success, skipped, failed, terminated, cancelled)."""
+
+    number: int
+    outcome: str
+    reason: str | None = None
+    error_message: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def values(self) -> dict[str, Any]:
+        """The `$set` of its entry in `attempts`."""
+        prefix = f"attempts.{self.number - 1}."
+        return {prefix + "number": self.number, prefix + "finished_at": utcnow(), prefix + "outcome": self.outcome,
+                prefix + "reason": self.reason, prefix + "error_message": self.error_message,
+                **{prefix + k: v for k, v in self.fields.items()}}
 
 
 def end_attempt(db: Database[Any], run_id: str, number: int, outcome: str, *, reason: str | None = None,
                 error_message: str | None = None, **fields: Any) -> None:
-    """What one attempt came to (`outcome`: success, skipped, failed, terminated, cancelled), in its entry."""
+    """What one attempt came to, in its entry, while the run goes on (the last attempt's comes with the verdict:
+    `close(attempt=...)`, so that a final record is complete the moment it is final)."""
     if number < 1:
         return
-    prefix = f"attempts.{number - 1}."
-    values = {prefix + "number": number, prefix + "finished_at": utcnow(), prefix + "outcome": outcome,
-              prefix + "reason": reason, prefix + "error_message": error_message,
-              **{prefix + k: v for k, v in fields.items()}}
-    _coll(db).update_one({"_id": run_id}, {"$set": values})
+    _coll(db).update_one({"_id": run_id}, {"$set": AttemptEnd(number, outcome, reason, error_message,
+                                                              fields).values()})
 
 
 # -- deletion -------------------------------------------------------------------------------------------------

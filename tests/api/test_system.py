@@ -128,7 +128,7 @@ def test_openapi_documents_every_endpoint_with_models_and_error_envelopes(api: A
     assert api.http.get("/docs").status_code == 200
     spec = api.http.get("/openapi.json").json()
     operations = [(m, p) for p, item in spec["paths"].items() for m in item]
-    assert len(operations) == 23 and all(p.startswith("/api/scheduler/") for _, p in operations)
+    assert len(operations) == 24 and all(p.startswith("/api/scheduler/") for _, p in operations)
     for method, path in operations:
         op = spec["paths"][path][method]
         if path == "/api/scheduler/stream/runs":  # Server-Sent Events (tests/api/test_dashboard_routes.py)

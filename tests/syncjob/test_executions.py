@@ -81,7 +81,27 @@ def test_attempts_are_numbered_and_kept(mongo_db: Database[Any]) -> None:
     second = executions.begin_attempt(mongo_db, "ns.job-1", "pod-b")
     record = mongo_db[mongo.EXECUTIONS].find_one({"_id": "ns.job-1"})
     assert (first, second, record["attempt"]) == (1, 2, 2)
-    assert [(a["pod"], a.get("outcome")) for a in record["attempts"]] == [("pod-a", "failed"), ("pod-b", None)]
+    assert [(a["number"], a["pod"], a.get("outcome")) for a in record["attempts"]] == [
+        (1, "pod-a", "failed"), (2, "pod-b", None)]  # numbered from the start, not only when they end
+
+
+def test_the_verdict_and_its_deciding_attempt_are_one_write(mongo_db: Database[Any]) -> None:
+    """A record is complete the moment it is final: no reader sees the verdict without the last attempt's entry."""
+    executions.open_run(mongo_db, _ident(), Writer.OPERATOR)
+    number = executions.begin_attempt(mongo_db, "ns.job-1", "pod-a")
+    closed = executions.close(mongo_db, "ns.job-1", S.FAILED, Writer.POD, reason="SyncFailed", error_message="boom",
+                              attempt=executions.AttemptEnd(number, "failed", "SyncFailed", "boom",
+                                                            {"processed_items": 2}))
+    record = mongo_db[mongo.EXECUTIONS].find_one({"_id": "ns.job-1"})
+    assert closed and record["status"] == "failed"
+    (entry,) = record["attempts"]
+    assert (entry["number"], entry["outcome"], entry["reason"], entry["error_message"], entry["processed_items"]) == (
+        1, "failed", "SyncFailed", "boom", 2)
+    assert entry["finished_at"] is not None
+    # a second writer's verdict does not touch the attempt either
+    assert not executions.close(mongo_db, "ns.job-1", S.SUCCESS, Writer.POD,
+                                attempt=executions.AttemptEnd(number, "success"))
+    assert mongo_db[mongo.EXECUTIONS].find_one({"_id": "ns.job-1"})["attempts"][0]["outcome"] == "failed"
 
 
 def test_forbid_gives_one_run_the_slot_until_its_record_closes(mongo_db: Database[Any]) -> None:
