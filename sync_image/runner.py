@@ -330,20 +330,19 @@ class Runner:
         if status is ExecutionStatus.SUCCESS:
             if self.reporter.close(status, reason=reason, unless_cancel_requested=True,
                                    attempt_fields=_attempt_fields(fields), **fields):
-                return self._recorded(status, reason, fields)
+                return self._recorded(status)
             return self._late_cancel(fields)
         return self._close(status, reason=reason, exit_code=exit_code, **fields)
 
     def _close(self, status: ExecutionStatus, *, reason: str | None, exit_code: ExitCode | None = None,
                **fields: Any) -> ExitCode:
         if self.reporter.close(status, reason=reason, attempt_fields=_attempt_fields(fields), **fields):
-            return self._recorded(status, reason, fields, exit_code)
+            return self._recorded(status, exit_code)
         final = self.reporter.status()
         log.info("Left run %s as %s: another writer closed its record first", self.name, final)
         return _exit_for(final)
 
-    def _recorded(self, status: ExecutionStatus, reason: str | None, fields: dict[str, Any],
-                  exit_code: ExitCode | None = None) -> ExitCode:
+    def _recorded(self, status: ExecutionStatus, exit_code: ExitCode | None = None) -> ExitCode:
         log.info("Recorded run %s as %s", self.name, status.value)  # with this attempt's entry, in one write
         return exit_code if exit_code is not None else EXIT_FOR_STATUS[status.value]
 

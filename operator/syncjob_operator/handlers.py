@@ -175,7 +175,8 @@ async def reconcile_syncjob(event: kopf.RawEvent, body: kopf.Body, **kwargs: Any
     raw["metadata"] = meta = {**raw["metadata"], OWNERS: builders.annotation_owners(raw["metadata"]),
                               SPEC_OWNERS: builders.spec_owners(raw["metadata"])}
     if event["type"] == "DELETED" or meta.get("deletionTimestamp"):
-        reconciler().forget(meta["namespace"], meta["name"], meta.get("uid"))
+        # in a thread: a spec edit still unaudited gets one last write, which may wait on MongoDB
+        await asyncio.to_thread(reconciler().forget, meta["namespace"], meta["name"], meta.get("uid"))
         return  # the garbage collector removes the CronJob and its Jobs
     key = (str(meta["namespace"]), str(meta["name"]))
     cronjob = _one(kwargs["cronjob_index"], key)
@@ -217,7 +218,8 @@ async def _resync_forever(syncjobs: kopf.Index[Any, Any], cronjobs: kopf.Index[A
             passes.add(loop.create_task(one(key)))
         if passes:
             await asyncio.wait(passes)
-        reconciler().prune(set(syncjobs))  # as the index is now: a SyncJob created during the cycle stays
+        # as the index is now (a SyncJob created during the cycle stays); in a thread, as forget above
+        await asyncio.to_thread(reconciler().prune, set(syncjobs))
         try:
             await asyncio.to_thread(reconciler().close_runs_of_deleted_syncjobs, set(syncjobs))
         except Exception:  # MongoDB down, say: the next cycle tries again
